@@ -1,0 +1,107 @@
+#include "distributions/constraints.h"
+
+#include <cmath>
+#include <limits>
+
+#include "distributions/shape.h"
+
+namespace ember::constraints {
+namespace {
+std::string num(double x) {
+  std::ostringstream os;
+  os << x;
+  return os.str();
+}
+constexpr double kInf = std::numeric_limits<double>::infinity();
+}  // namespace
+
+torch::Tensor Real::check(const torch::Tensor& v) const { return v == v; }  // false only for NaN
+
+std::string Interval::name() const {
+  return cat(lower_open ? "(" : "[", num(lower), ", ", num(upper), upper_open ? ")" : "]");
+}
+torch::Tensor Interval::check(const torch::Tensor& v) const {
+  auto lo = lower_open ? v > lower : v >= lower;
+  auto hi = upper_open ? v < upper : v <= upper;
+  return lo & hi;
+}
+
+std::string GreaterThan::name() const { return cat(strict ? "greater_than(" : "greater_than_eq(", num(lower), ")"); }
+torch::Tensor GreaterThan::check(const torch::Tensor& v) const { return strict ? v > lower : v >= lower; }
+
+std::string LessThan::name() const { return cat("less_than(", num(upper), ")"); }
+torch::Tensor LessThan::check(const torch::Tensor& v) const { return v < upper; }
+
+std::string IntegerInterval::name() const {
+  if (lower == 0 && upper == 1) return "boolean";
+  if (upper == kInf) return lower == -kInf ? "integer" : cat("integer_greater_than_eq(", num(lower), ")");
+  return cat("integer_interval(", num(lower), ", ", num(upper), ")");
+}
+torch::Tensor IntegerInterval::check(const torch::Tensor& v) const {
+  auto ok = v == v.floor();
+  if (lower != -kInf) ok = ok & (v >= lower);
+  if (upper != kInf) ok = ok & (v <= upper);
+  return ok;
+}
+
+torch::Tensor Simplex::check(const torch::Tensor& v) const {
+  // Tolerance as torch: |sum - 1| < 1e-6.
+  return (v >= 0).all(-1) & ((v.sum(-1) - 1).abs() < 1e-6);
+}
+
+torch::Tensor IntegerVector::check(const torch::Tensor& v) const { return ((v >= 0) & (v == v.floor())).all(-1); }
+
+torch::Tensor OneHot::check(const torch::Tensor& v) const {
+  return ((v == 0) | (v == 1)).all(-1) & (v.sum(-1) == 1);
+}
+
+torch::Tensor LowerCholesky::check(const torch::Tensor& v) const {
+  auto lower_tri = (v.tril() == v).flatten(-2).all(-1);
+  auto positive_diag = (v.diagonal(0, -2, -1) > 0).all(-1);
+  return lower_tri & positive_diag;
+}
+
+torch::Tensor PositiveDefinite::check(const torch::Tensor& v) const {
+  auto symmetric = torch::isclose(v, v.transpose(-1, -2), 1e-6, 1e-6).flatten(-2).all(-1);
+  // Cholesky succeeds exactly for positive-definite matrices (info == 0).
+  auto info = std::get<1>(torch::linalg_cholesky_ex(v));
+  return symmetric & (info == 0);
+}
+
+std::string Independent::name() const { return cat("independent(", base->name(), ", ", reinterpreted, ")"); }
+torch::Tensor Independent::check(const torch::Tensor& v) const {
+  auto r = base->check(v);
+  if (reinterpreted == 0) return r;
+  if (r.dim() < reinterpreted)
+    throw ShapeError(cat("constraint ", name(), ": value of shape ", shape_str(v.sizes()), " has too few dims"));
+  return r.flatten(r.dim() - reinterpreted).all(-1);
+}
+
+ConstraintPtr real() { static const ConstraintPtr c = std::make_shared<Real>(); return c; }
+ConstraintPtr real_vector() { static const ConstraintPtr c = independent(real(), 1); return c; }
+ConstraintPtr positive() { static const ConstraintPtr c = std::make_shared<GreaterThan>(0.0, true); return c; }
+ConstraintPtr nonnegative() { static const ConstraintPtr c = std::make_shared<GreaterThan>(0.0, false); return c; }
+ConstraintPtr unit_interval() { static const ConstraintPtr c = std::make_shared<Interval>(0.0, 1.0); return c; }
+ConstraintPtr interval(double lo, double hi) { return std::make_shared<Interval>(lo, hi); }
+ConstraintPtr half_open_interval(double lo, double hi) { return std::make_shared<Interval>(lo, hi, false, true); }
+ConstraintPtr greater_than(double lo) { return std::make_shared<GreaterThan>(lo, true); }
+ConstraintPtr greater_than_eq(double lo) { return std::make_shared<GreaterThan>(lo, false); }
+ConstraintPtr less_than(double hi) { return std::make_shared<LessThan>(hi); }
+ConstraintPtr boolean() { static const ConstraintPtr c = std::make_shared<IntegerInterval>(0, 1); return c; }
+ConstraintPtr integer() { static const ConstraintPtr c = std::make_shared<IntegerInterval>(-kInf, kInf); return c; }
+ConstraintPtr nonnegative_integer() { static const ConstraintPtr c = std::make_shared<IntegerInterval>(0, kInf); return c; }
+ConstraintPtr positive_integer() { static const ConstraintPtr c = std::make_shared<IntegerInterval>(1, kInf); return c; }
+ConstraintPtr integer_interval(int64_t lo, int64_t hi) {
+  return std::make_shared<IntegerInterval>(static_cast<double>(lo), static_cast<double>(hi));
+}
+ConstraintPtr simplex() { static const ConstraintPtr c = std::make_shared<Simplex>(); return c; }
+ConstraintPtr nonnegative_integer_vector() { static const ConstraintPtr c = std::make_shared<IntegerVector>(); return c; }
+ConstraintPtr one_hot() { static const ConstraintPtr c = std::make_shared<OneHot>(); return c; }
+ConstraintPtr lower_cholesky() { static const ConstraintPtr c = std::make_shared<LowerCholesky>(); return c; }
+ConstraintPtr positive_definite() { static const ConstraintPtr c = std::make_shared<PositiveDefinite>(); return c; }
+ConstraintPtr independent(ConstraintPtr base, int64_t n) {
+  if (n == 0) return base;
+  return std::make_shared<Independent>(std::move(base), n);
+}
+
+}  // namespace ember::constraints

@@ -1,0 +1,70 @@
+#pragma once
+/// \file Wrappers that change how a base distribution's dims are read: Independent
+/// (`to_event`) and MaskedDistribution (`mask`).
+
+#include "distributions/distribution.h"
+
+namespace ember::dist {
+
+/// Reinterprets the rightmost `reinterpreted_batch_ndims` batch dims of `base` as event
+/// dims; log_prob sums over them. Built by `d.to_event(n)`.
+class Independent : public Distribution {
+ public:
+  Independent(DistPtr base, int64_t reinterpreted_batch_ndims, std::optional<bool> validate_args = std::nullopt);
+
+  const DistPtr& base() const { return base_; }
+  int64_t reinterpreted_batch_ndims() const { return n_; }
+
+  std::string name() const override { return "Independent"; }
+  std::shared_ptr<Distribution> clone() const override { return std::make_shared<Independent>(*this); }
+  torch::Tensor sample(const Shape& sample_shape = {}) const override { return base_->sample(sample_shape); }
+  torch::Tensor rsample(const Shape& sample_shape = {}) const override { return base_->rsample(sample_shape); }
+  bool has_rsample() const override { return base_->has_rsample(); }
+  torch::Tensor log_prob(const torch::Tensor& value) const override;
+  torch::Tensor mean() const override { return base_->mean(); }
+  torch::Tensor variance() const override { return base_->variance(); }
+  torch::Tensor entropy() const override;
+  ConstraintPtr support() const override { return constraints::independent(base_->support(), n_); }
+  bool has_enumerate_support() const override { return n_ == 0 && base_->has_enumerate_support(); }
+  torch::Tensor enumerate_support(bool expand = true) const override;
+  DistPtr expand(const Shape& batch_shape) const override;
+  DistPtr to(const torch::TensorOptions& options) const override;
+  torch::TensorOptions options() const override { return base_->options(); }
+  std::string to_string() const override;
+
+ private:
+  DistPtr base_;
+  int64_t n_;
+};
+
+/// `base` with log_prob multiplied elementwise by a boolean mask (false -> 0).
+/// Built by `d.mask(m)`; the mask broadcasts against the batch shape.
+class MaskedDistribution : public Distribution {
+ public:
+  MaskedDistribution(DistPtr base, torch::Tensor mask);
+
+  const DistPtr& base() const { return base_; }
+  const torch::Tensor& mask_tensor() const { return mask_; }
+
+  std::string name() const override { return "MaskedDistribution"; }
+  std::shared_ptr<Distribution> clone() const override { return std::make_shared<MaskedDistribution>(*this); }
+  torch::Tensor sample(const Shape& sample_shape = {}) const override { return base_->sample(sample_shape); }
+  torch::Tensor rsample(const Shape& sample_shape = {}) const override { return base_->rsample(sample_shape); }
+  bool has_rsample() const override { return base_->has_rsample(); }
+  torch::Tensor log_prob(const torch::Tensor& value) const override;
+  torch::Tensor mean() const override { return base_->mean(); }
+  torch::Tensor variance() const override { return base_->variance(); }
+  ConstraintPtr support() const override { return base_->support(); }
+  bool has_enumerate_support() const override { return base_->has_enumerate_support(); }
+  torch::Tensor enumerate_support(bool expand = true) const override { return base_->enumerate_support(expand); }
+  DistPtr expand(const Shape& batch_shape) const override;
+  DistPtr to(const torch::TensorOptions& options) const override;
+  torch::TensorOptions options() const override { return base_->options(); }
+  std::string to_string() const override;
+
+ private:
+  DistPtr base_;
+  torch::Tensor mask_;
+};
+
+}  // namespace ember::dist

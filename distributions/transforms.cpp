@@ -1,0 +1,301 @@
+#include "distributions/transforms.h"
+
+#include <cmath>
+#include <mutex>
+#include <unordered_map>
+
+#include "distributions/shape.h"
+#include "ppl/error.h"
+
+namespace ember::transforms {
+namespace {
+
+// Clamps probabilities away from {0, 1} by the dtype's epsilon (torch's clamp_probs).
+torch::Tensor clamp_probs(const torch::Tensor& p) {
+  double eps = p.scalar_type() == torch::kDouble ? 2.220446049250313e-16 : 1.1920928955078125e-07;
+  return p.clamp(eps, 1 - eps);
+}
+
+struct Identity : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return x; }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return y; }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    return torch::zeros_like(x);
+  }
+  std::string name() const override { return "identity"; }
+};
+
+struct Exp : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return x.exp(); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return y.log(); }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override { return x; }
+  std::string name() const override { return "exp"; }
+};
+
+struct Sigmoid : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return clamp_probs(torch::sigmoid(x)); }
+  torch::Tensor inverse(const torch::Tensor& y) const override {
+    auto p = clamp_probs(y);
+    return p.log() - (-p).log1p();
+  }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    return -torch::nn::functional::softplus(-x) - torch::nn::functional::softplus(x);
+  }
+  std::string name() const override { return "sigmoid"; }
+};
+
+struct Softplus : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return torch::nn::functional::softplus(x); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return y + (-(-y).expm1()).log(); }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    return -torch::nn::functional::softplus(-x);
+  }
+  std::string name() const override { return "softplus"; }
+};
+
+struct Affine : Transform {
+  torch::Tensor loc, scale;
+  int64_t event_dim;
+  Affine(torch::Tensor l, torch::Tensor s, int64_t e) : loc(std::move(l)), scale(std::move(s)), event_dim(e) {}
+  torch::Tensor forward(const torch::Tensor& x) const override { return loc + scale * x; }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return (y - loc) / scale; }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    auto r = scale.abs().log().to(x.dtype()).expand(x.sizes());
+    return sum_rightmost(r, event_dim);
+  }
+  int64_t domain_event_dim() const override { return event_dim; }
+  std::string name() const override { return "affine"; }
+};
+
+struct AffineScalar : Transform {
+  double loc, scale;
+  int64_t event_dim;
+  AffineScalar(double l, double s, int64_t e) : loc(l), scale(s), event_dim(e) {}
+  torch::Tensor forward(const torch::Tensor& x) const override { return x * scale + loc; }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return (y - loc) / scale; }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    return sum_rightmost(torch::full_like(x, std::log(std::abs(scale))), event_dim);
+  }
+  int64_t domain_event_dim() const override { return event_dim; }
+  std::string name() const override { return cat("affine(", loc, ", ", scale, ")"); }
+};
+
+struct Compose : Transform {
+  std::vector<TransformPtr> parts;
+  explicit Compose(std::vector<TransformPtr> p) : parts(std::move(p)) {}
+  torch::Tensor forward(const torch::Tensor& x) const override {
+    auto y = x;
+    for (const auto& t : parts) y = t->forward(y);
+    return y;
+  }
+  torch::Tensor inverse(const torch::Tensor& y) const override {
+    auto x = y;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) x = (*it)->inverse(x);
+    return x;
+  }
+  // Each part's Jacobian term is summed down to the composite's event dims, tracking how
+  // event dims change along the chain (as torch's ComposeTransform).
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const override {
+    if (parts.empty()) return torch::zeros_like(x);
+    torch::Tensor total;
+    auto xi = x;
+    int64_t event_dim = domain_event_dim();
+    for (const auto& t : parts) {
+      auto yi = t->forward(xi);
+      auto term = sum_rightmost(t->log_abs_det_jacobian(xi, yi), event_dim - t->domain_event_dim());
+      total = total.defined() ? total + term : term;
+      event_dim += t->codomain_event_dim() - t->domain_event_dim();
+      xi = yi;
+    }
+    return total;
+  }
+  int64_t domain_event_dim() const override {
+    // The largest event dim any part needs, measured in the domain.
+    int64_t need = 0, shift = 0;
+    for (const auto& t : parts) {
+      need = std::max(need, t->domain_event_dim() - shift);
+      shift += t->codomain_event_dim() - t->domain_event_dim();
+    }
+    return need;
+  }
+  int64_t codomain_event_dim() const override {
+    int64_t d = domain_event_dim();
+    for (const auto& t : parts) d += t->codomain_event_dim() - t->domain_event_dim();
+    return d;
+  }
+  std::vector<int64_t> forward_shape(std::vector<int64_t> s) const override {
+    for (const auto& t : parts) s = t->forward_shape(std::move(s));
+    return s;
+  }
+  std::vector<int64_t> inverse_shape(std::vector<int64_t> s) const override {
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) s = (*it)->inverse_shape(std::move(s));
+    return s;
+  }
+  std::string name() const override {
+    std::string s = "compose(";
+    for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i]->name();
+    return s + ")";
+  }
+};
+
+struct StickBreaking : Transform {
+  static torch::Tensor offset(int64_t k, const torch::Tensor& like) {
+    // [k, k-1, ..., 1]
+    return torch::arange(k, 0, -1, like.options());
+  }
+  torch::Tensor forward(const torch::Tensor& x) const override {
+    auto k = x.size(-1);
+    auto z = clamp_probs(torch::sigmoid(x - offset(k, x).log()));
+    auto z_cumprod = (1 - z).cumprod(-1);
+    namespace F = torch::nn::functional;
+    return F::pad(z, F::PadFuncOptions({0, 1}).value(1.0)) * F::pad(z_cumprod, F::PadFuncOptions({1, 0}).value(1.0));
+  }
+  torch::Tensor inverse(const torch::Tensor& y) const override {
+    auto k = y.size(-1) - 1;
+    auto y_crop = y.narrow(-1, 0, k);
+    auto sf = (1 - y_crop.cumsum(-1)).clamp_min(std::numeric_limits<float>::min());
+    return y_crop.log() - sf.log() + offset(k, y).log();
+  }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const override {
+    auto k = x.size(-1);
+    auto xs = x - offset(k, x).log();
+    return (-xs + torch::log_sigmoid(xs) + y.narrow(-1, 0, k).log()).sum(-1);
+  }
+  int64_t domain_event_dim() const override { return 1; }
+  std::vector<int64_t> forward_shape(std::vector<int64_t> s) const override {
+    s.back() += 1;
+    return s;
+  }
+  std::vector<int64_t> inverse_shape(std::vector<int64_t> s) const override {
+    s.back() -= 1;
+    return s;
+  }
+  std::string name() const override { return "stick_breaking"; }
+};
+
+struct LowerCholeskyT : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override {
+    return x.tril(-1) + torch::diag_embed(x.diagonal(0, -2, -1).exp());
+  }
+  torch::Tensor inverse(const torch::Tensor& y) const override {
+    return y.tril(-1) + torch::diag_embed(y.diagonal(0, -2, -1).log());
+  }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    return x.diagonal(0, -2, -1).sum(-1);
+  }
+  int64_t domain_event_dim() const override { return 2; }
+  std::string name() const override { return "lower_cholesky"; }
+};
+
+struct CholeskyToPD : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return x.matmul(x.transpose(-1, -2)); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return torch::linalg_cholesky(y); }
+  // d(LL^T)/dL restricted to lower-triangular L: log det = n log 2 + sum_i (n - i + 1) log L_ii.
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    auto n = x.size(-1);
+    auto order = torch::arange(n, 0, -1, x.options());
+    return n * std::log(2.0) + (order * x.diagonal(0, -2, -1).log()).sum(-1);
+  }
+  int64_t domain_event_dim() const override { return 2; }
+  std::string name() const override { return "cholesky_to_positive_definite"; }
+};
+
+struct IndependentT : Transform {
+  TransformPtr base;
+  int64_t n;
+  IndependentT(TransformPtr b, int64_t k) : base(std::move(b)), n(k) {}
+  torch::Tensor forward(const torch::Tensor& x) const override { return base->forward(x); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return base->inverse(y); }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const override {
+    return sum_rightmost(base->log_abs_det_jacobian(x, y), n);
+  }
+  int64_t domain_event_dim() const override { return base->domain_event_dim() + n; }
+  int64_t codomain_event_dim() const override { return base->codomain_event_dim() + n; }
+  std::vector<int64_t> forward_shape(std::vector<int64_t> s) const override { return base->forward_shape(std::move(s)); }
+  std::vector<int64_t> inverse_shape(std::vector<int64_t> s) const override { return base->inverse_shape(std::move(s)); }
+  std::string name() const override { return cat("independent(", base->name(), ", ", n, ")"); }
+};
+
+struct Registry {
+  std::mutex mutex;
+  std::unordered_map<std::type_index, TransformFactory> factories;
+  Registry();
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+Registry::Registry() {
+  using namespace constraints;
+  factories[typeid(Real)] = [](const Constraint&) { return identity(); };
+  factories[typeid(GreaterThan)] = [](const Constraint& c) {
+    double lo = static_cast<const GreaterThan&>(c).lower;
+    return lo == 0 ? exp() : compose({exp(), affine(lo, 1.0)});
+  };
+  factories[typeid(LessThan)] = [](const Constraint& c) {
+    return compose({exp(), affine(static_cast<const LessThan&>(c).upper, -1.0)});
+  };
+  factories[typeid(Interval)] = [](const Constraint& c) {
+    const auto& i = static_cast<const Interval&>(c);
+    if (i.lower == 0 && i.upper == 1) return sigmoid();
+    return compose({sigmoid(), affine(i.lower, i.upper - i.lower)});
+  };
+  factories[typeid(Simplex)] = [](const Constraint&) { return stick_breaking(); };
+  factories[typeid(LowerCholesky)] = [](const Constraint&) { return lower_cholesky(); };
+  factories[typeid(PositiveDefinite)] = [](const Constraint&) {
+    return compose({lower_cholesky(), cholesky_to_positive_definite()});
+  };
+  factories[typeid(constraints::Independent)] = [](const Constraint& c) {
+    const auto& i = static_cast<const constraints::Independent&>(c);
+    return independent(transform_to(i.base), i.reinterpreted);
+  };
+}
+
+}  // namespace
+
+TransformPtr identity() { static const TransformPtr t = std::make_shared<Identity>(); return t; }
+TransformPtr exp() { static const TransformPtr t = std::make_shared<Exp>(); return t; }
+TransformPtr sigmoid() { static const TransformPtr t = std::make_shared<Sigmoid>(); return t; }
+TransformPtr softplus() { static const TransformPtr t = std::make_shared<Softplus>(); return t; }
+TransformPtr affine(torch::Tensor loc, torch::Tensor scale, int64_t event_dim) {
+  return std::make_shared<Affine>(std::move(loc), std::move(scale), event_dim);
+}
+TransformPtr affine(double loc, double scale, int64_t event_dim) {
+  return std::make_shared<AffineScalar>(loc, scale, event_dim);
+}
+TransformPtr compose(std::vector<TransformPtr> parts) { return std::make_shared<Compose>(std::move(parts)); }
+TransformPtr stick_breaking() { static const TransformPtr t = std::make_shared<StickBreaking>(); return t; }
+TransformPtr lower_cholesky() { static const TransformPtr t = std::make_shared<LowerCholeskyT>(); return t; }
+TransformPtr cholesky_to_positive_definite() { static const TransformPtr t = std::make_shared<CholeskyToPD>(); return t; }
+TransformPtr independent(TransformPtr base, int64_t n) {
+  if (n == 0) return base;
+  return std::make_shared<IndependentT>(std::move(base), n);
+}
+
+TransformPtr transform_to(const constraints::ConstraintPtr& c) {
+  if (!c) throw ValueError("transform_to: null constraint");
+  auto& r = registry();
+  TransformFactory factory;
+  {
+    // Copied out so that factories may recurse (independent) without holding the lock.
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.factories.find(std::type_index(typeid(*c)));
+    if (it != r.factories.end()) factory = it->second;
+  }
+  if (!factory)
+    throw NotImplementedError(cat("transform_to: no transform is registered for constraint ", c->name(),
+                                  "; register one with ember::transforms::register_transform_to"));
+  return factory(*c);
+}
+
+TransformPtr biject_to(const constraints::ConstraintPtr& c) { return transform_to(c); }
+
+void register_transform_to(std::type_index type, TransformFactory factory) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.factories[type] = std::move(factory);
+}
+
+}  // namespace ember::transforms

@@ -1,0 +1,92 @@
+#pragma once
+/// \file Bijective transforms and the maps from unconstrained space onto constraints.
+///
+/// `transform_to(c)` returns a transform from the reals onto constraint `c`; the param
+/// store keeps an unconstrained tensor and returns `transform_to(c)->forward(u)`.
+/// `biject_to(c)` is the same map, required to be bijective (used for densities).
+/// User code registers transforms for its own constraint types with
+/// `register_transform_to<MyConstraint>(factory)`.
+
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <typeindex>
+#include <vector>
+
+#include "distributions/constraints.h"
+
+namespace ember::transforms {
+
+/// An invertible map y = f(x) with the log absolute determinant of its Jacobian.
+class Transform {
+ public:
+  virtual ~Transform() = default;
+  /// y = f(x).
+  virtual torch::Tensor forward(const torch::Tensor& x) const = 0;
+  /// x = f^{-1}(y).
+  virtual torch::Tensor inverse(const torch::Tensor& y) const = 0;
+  /// log |det df/dx|, summed over the transform's domain event dims.
+  virtual torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const = 0;
+  /// Event dims of the domain (StickBreaking: 1).
+  virtual int64_t domain_event_dim() const { return 0; }
+  /// Event dims of the codomain.
+  virtual int64_t codomain_event_dim() const { return domain_event_dim(); }
+  /// Shape of f(x) given the shape of x (StickBreaking adds one element).
+  virtual std::vector<int64_t> forward_shape(std::vector<int64_t> shape) const { return shape; }
+  /// Shape of f^{-1}(y) given the shape of y.
+  virtual std::vector<int64_t> inverse_shape(std::vector<int64_t> shape) const { return shape; }
+  /// Readable name for messages.
+  virtual std::string name() const = 0;
+  /// Applies the transform: `(*t)(x)`.
+  torch::Tensor operator()(const torch::Tensor& x) const { return forward(x); }
+};
+
+/// Shared handle to an immutable transform.
+using TransformPtr = std::shared_ptr<const Transform>;
+
+/// y = x.
+TransformPtr identity();
+/// y = exp(x).
+TransformPtr exp();
+/// y = sigmoid(x), clamped away from 0 and 1 as torch does.
+TransformPtr sigmoid();
+/// y = softplus(x) = log(1 + exp(x)).
+TransformPtr softplus();
+/// y = loc + scale * x, with `event_dim` dims summed in the Jacobian.
+TransformPtr affine(torch::Tensor loc, torch::Tensor scale, int64_t event_dim = 0);
+/// y = loc + scale * x with scalar coefficients.
+TransformPtr affine(double loc, double scale, int64_t event_dim = 0);
+/// Applies `parts` in order: parts[0] first.
+TransformPtr compose(std::vector<TransformPtr> parts);
+/// R^{K-1} -> K-simplex (torch's StickBreakingTransform).
+TransformPtr stick_breaking();
+/// Unconstrained matrix -> lower-triangular with positive diagonal (exp of the diagonal).
+TransformPtr lower_cholesky();
+/// Lower Cholesky factor L -> positive-definite L L^T.
+TransformPtr cholesky_to_positive_definite();
+/// `base` with `n` extra rightmost dims treated as one event.
+TransformPtr independent(TransformPtr base, int64_t n);
+
+/// A transform from the reals onto constraint `c`; throws NotImplementedError naming `c`
+/// if no transform is registered for its type.
+TransformPtr transform_to(const constraints::ConstraintPtr& c);
+/// A bijection from the reals onto `c` (the same registry: every registered map is bijective).
+TransformPtr biject_to(const constraints::ConstraintPtr& c);
+
+/// Factory building a transform for one constraint instance.
+using TransformFactory = std::function<TransformPtr(const constraints::Constraint&)>;
+
+/// Registers (or replaces) the transform used for constraints of dynamic type `type`.
+void register_transform_to(std::type_index type, TransformFactory factory);
+
+/// Registers the transform for constraint type `C`: `register_transform_to<MyC>([](const MyC& c){...})`.
+template <class C, class F>
+void register_transform_to(F factory) {
+  register_transform_to(std::type_index(typeid(C)), [factory](const constraints::Constraint& c) {
+    return factory(static_cast<const C&>(c));
+  });
+}
+
+}  // namespace ember::transforms

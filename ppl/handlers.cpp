@@ -1,0 +1,206 @@
+// The effect handlers: condition, uncondition, do, replay, block, scale, mask, seed,
+// substitute, infer_config.
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+
+#include "ppl/block.h"
+#include "ppl/condition.h"
+#include "ppl/do.h"
+#include "ppl/error.h"
+#include "ppl/infer_config.h"
+#include "ppl/replay.h"
+#include "ppl/scale.h"
+#include "ppl/seed.h"
+#include "ppl/substitute.h"
+
+namespace ember {
+
+// ---------------------------------------------------------------- condition
+
+ConditionMessenger::ConditionMessenger(ValueMap data) : data_(std::move(data)) { enter(); }
+
+ConditionMessenger::ConditionMessenger(const Trace& trace) {
+  for (const auto& s : trace)
+    if (s.type == SiteType::sample && !is_subsample_site(s)) data_.emplace(s.name, s.value);
+  enter();
+}
+
+void ConditionMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample) return;
+  auto it = data_.find(msg.name);
+  if (it == data_.end() || !it->second.defined()) return;
+  msg.value = it->second;
+  msg.is_observed = true;
+}
+
+UnconditionMessenger::UnconditionMessenger() { enter(); }
+
+void UnconditionMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample || !msg.is_observed) return;
+  msg.is_observed = false;
+  msg.infer.was_observed = true;
+  msg.infer.obs = msg.value;
+  msg.value = torch::Tensor();
+  msg.done = false;
+}
+
+// ---------------------------------------------------------------- do
+
+DoMessenger::DoMessenger(ValueMap data) : data_(std::move(data)) { enter(); }
+
+void DoMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample || msg.intervener == this) return;
+  auto it = data_.find(msg.name);
+  if (it == data_.end() || !it->second.defined()) return;
+  if (msg.intervener != nullptr)
+    throw RuntimeError(cat("sample site '", msg.name, "' is intervened on by two do_ handlers; this is almost certainly a mistake"));
+  msg.intervener = this;
+  // Split the node: the original site is still sampled (and traced) under its own name...
+  Message original = msg;
+  apply_stack(original);
+  // ...while the program continues with the intervened value, hidden from outer handlers.
+  msg.name += "__CF";
+  msg.value = it->second;
+  msg.is_observed = true;
+  msg.stop = true;
+}
+
+// ---------------------------------------------------------------- replay
+
+ReplayMessenger::ReplayMessenger(Trace trace, ValueMap params) : trace_(std::move(trace)), params_(std::move(params)) {
+  enter();
+}
+
+void ReplayMessenger::process(Message& msg) {
+  if (msg.type == SiteType::param) {
+    auto it = params_.find(msg.name);
+    if (it != params_.end()) {
+      msg.value = it->second;
+      msg.done = true;
+    }
+    return;
+  }
+  const Site* guide = trace_.find(msg.name);
+  if (!guide || msg.is_observed) return;
+  if (guide->type != SiteType::sample || guide->is_observed)
+    throw RuntimeError(cat("site '", msg.name, "' must be sampled in the replayed trace, but it is ",
+                           guide->type == SiteType::param ? "a param" : "observed", " there"));
+  msg.done = true;
+  msg.value = guide->value;
+  msg.infer = guide->infer;
+}
+
+// ---------------------------------------------------------------- block
+
+namespace {
+bool contains(const std::optional<std::vector<std::string>>& v, const std::string& s) {
+  return v && std::find(v->begin(), v->end(), s) != v->end();
+}
+}  // namespace
+
+BlockMessenger::BlockMessenger(BlockOptions o) {
+  if (o.hide_fn_) {
+    hide_ = std::move(o.hide_fn_);
+  } else {
+    if (o.hide_all_ && o.expose_all_) throw ValueError("block: cannot both hide_all and expose_all");
+    bool hide_all = o.hide_all_ && !o.expose_all_;
+    if (o.hide_) hide_all = false;
+    if (o.expose_) hide_all = true;
+    if (o.hide_types_) hide_all = false;
+    if (o.expose_types_) hide_all = true;
+    for (const auto& h : o.hide_.value_or(std::vector<std::string>{}))
+      if (contains(o.expose_, h)) throw ValueError(cat("block: site '", h, "' is both hidden and exposed"));
+    for (const auto& h : o.hide_types_.value_or(std::vector<std::string>{}))
+      if (contains(o.expose_types_, h)) throw ValueError(cat("block: site type '", h, "' is both hidden and exposed"));
+    hide_ = [o = std::move(o), hide_all](const Message& msg) {
+      const std::string type = msg.is_observed ? "observe" : to_string(msg.type);
+      const bool not_exposed = !contains(o.expose_, msg.name) && !contains(o.expose_types_, type);
+      return contains(o.hide_, msg.name) || contains(o.hide_types_, type) || (not_exposed && hide_all);
+    };
+  }
+  enter();
+}
+
+void BlockMessenger::process(Message& msg) { msg.stop = hide_(msg); }
+
+// ---------------------------------------------------------------- scale, mask
+
+ScaleMessenger::ScaleMessenger(double factor) : factor_(factor) {
+  if (!(factor > 0)) throw ValueError(cat("scale: expected a factor > 0, got ", factor));
+  enter();
+}
+
+void ScaleMessenger::process(Message& msg) { msg.scale *= factor_; }
+
+MaskMessenger::MaskMessenger(torch::Tensor m) : mask_(std::move(m)) {
+  if (!mask_.defined() || mask_.scalar_type() != torch::kBool)
+    throw ValueError(cat("mask: expected a bool tensor, got ", mask_.defined() ? mask_.dtype().name() : "an undefined tensor"));
+  enter();
+}
+
+MaskMessenger::MaskMessenger(bool m) : MaskMessenger(torch::scalar_tensor(m, torch::kBool)) {}
+
+void MaskMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample) return;
+  msg.mask = msg.mask.defined() ? (msg.mask & mask_) : mask_;
+}
+
+// ---------------------------------------------------------------- seed
+
+SeedMessenger::SeedMessenger(uint64_t s) {
+  cpu_state_ = at::detail::getDefaultCPUGenerator().get_state();
+  if (torch::cuda::is_available()) {
+    for (int64_t d = 0; d < static_cast<int64_t>(torch::cuda::device_count()); ++d)
+      cuda_states_.push_back(at::globalContext().defaultGenerator(at::Device(at::kCUDA, d)).get_state());
+  }
+  torch::manual_seed(s);
+  enter();
+}
+
+SeedMessenger::~SeedMessenger() {
+  if (active()) exit();
+  // Generators are shared handles: a copy sets the state of the default generator itself.
+  at::Generator cpu = at::detail::getDefaultCPUGenerator();
+  cpu.set_state(cpu_state_);
+  for (size_t d = 0; d < cuda_states_.size(); ++d) {
+    at::Generator g = at::globalContext().defaultGenerator(at::Device(at::kCUDA, static_cast<int64_t>(d)));
+    g.set_state(cuda_states_[d]);
+  }
+}
+
+// ---------------------------------------------------------------- substitute
+
+SubstituteMessenger::SubstituteMessenger(ValueMap data) : data_(std::move(data)) { enter(); }
+
+void SubstituteMessenger::process(Message& msg) {
+  if (msg.type != SiteType::param) return;
+  auto it = data_.find(msg.name);
+  if (it == data_.end()) return;
+  msg.value = it->second;
+  msg.done = true;
+}
+
+// ---------------------------------------------------------------- infer_config
+
+InferConfigMessenger::InferConfigMessenger(ConfigFn f) : config_fn_(std::move(f)) { enter(); }
+
+void InferConfigMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample) return;
+  config_fn_(msg, msg.infer);
+}
+
+InferConfigMessenger::ConfigFn enumerate_config(EnumerateOptions o) {
+  if (o.strategy_ != "parallel" && o.strategy_ != "sequential")
+    throw ValueError(cat("config_enumerate: strategy must be \"parallel\" or \"sequential\", got \"", o.strategy_, "\""));
+  return [o](const Message& msg, InferConfig& infer) {
+    if (msg.is_observed || is_subsample_site(msg)) return;
+    if (o.num_samples_ == 0 && !msg.fn->has_enumerate_support()) return;
+    if (infer.enumerate.empty()) infer.enumerate = o.strategy_;
+    infer.expand = o.expand_;
+    if (o.num_samples_ > 0) infer.num_samples = o.num_samples_;
+  };
+}
+
+}  // namespace ember

@@ -1,0 +1,30 @@
+#pragma once
+/// \file `replay`: reuse the values of another execution's trace.
+
+#include "ppl/messenger.h"
+#include "ppl/trace.h"
+#include "ppl/value_map.h"
+
+namespace ember {
+
+/// Gives each unobserved sample site the value recorded at the same name in `trace`
+/// (and, optionally, param sites the values in `params`). A site observed in the replayed
+/// trace, or recorded there as a param, cannot be replayed: RuntimeError names it.
+class [[nodiscard]] ReplayMessenger : public Messenger {
+ public:
+  explicit ReplayMessenger(Trace trace, ValueMap params = {});
+  void process(Message& msg) override;
+
+ private:
+  Trace trace_;
+  ValueMap params_;
+};
+
+inline ReplayMessenger replay(Trace trace, ValueMap params = {}) { return ReplayMessenger(std::move(trace), std::move(params)); }
+/// Wrapping form: `replay(model, guide_trace)`.
+template <class Fn>
+auto replay(Fn fn, Trace trace, ValueMap params = {}) {
+  return wrap_with<ReplayMessenger>(std::move(fn), std::move(trace), std::move(params));
+}
+
+}  // namespace ember

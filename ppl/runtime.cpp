@@ -1,0 +1,352 @@
+// The handler stack, apply_stack, the primitives and plates.
+#include <torch/nn/module.h>
+
+#include "distributions/delta.h"
+#include "ppl/error.h"
+#include "ppl/messenger.h"
+#include "ppl/param_store.h"
+#include "ppl/plate.h"
+#include "ppl/primitives.h"
+
+namespace ember {
+
+// ---------------------------------------------------------------- messages
+
+const char* to_string(SiteType t) { return t == SiteType::sample ? "sample" : "param"; }
+
+std::string Message::plates_str() const {
+  std::string s;
+  for (const auto& f : cond_indep_stack) {
+    s += cat(s.empty() ? "" : " > ", "plate('", f.name, "', ", f.full_size);
+    if (f.size != f.full_size) s += cat(", subsample_size=", f.size);
+    s += cat(", dim=", f.dim, ")");
+  }
+  return s.empty() ? "no plate" : s;
+}
+
+// ---------------------------------------------------------------- the stack
+
+namespace {
+thread_local std::vector<Messenger*> t_stack;
+}
+
+const std::vector<Messenger*>& handler_stack() { return t_stack; }
+bool am_i_wrapped() { return !t_stack.empty(); }
+
+Messenger::~Messenger() {
+  if (!active_) return;
+  // RAII keeps scopes nested, so this is the innermost messenger; search anyway so a
+  // messenger destroyed out of order never leaves a dangling pointer behind.
+  for (auto it = t_stack.rbegin(); it != t_stack.rend(); ++it) {
+    if (*it == this) {
+      t_stack.erase(std::next(it).base());
+      break;
+    }
+  }
+}
+
+void Messenger::enter() {
+  if (active_) throw RuntimeError("Messenger::enter: this handler is already installed");
+  t_stack.push_back(this);
+  active_ = true;
+}
+
+void Messenger::exit() {
+  if (!active_) return;
+  if (t_stack.empty() || t_stack.back() != this)
+    throw RuntimeError("Messenger::exit: handlers must be exited in the reverse order they were entered");
+  t_stack.pop_back();
+  active_ = false;
+}
+
+namespace {
+
+// An observation must fit the distribution exactly or broadcast *into* it: an obs with more
+// dims, or with a size where the distribution has 1, would silently add batch elements that
+// no plate accounts for.
+void check_observation_shape(const Message& msg) {
+  const auto full = msg.fn->extended_shape();
+  const auto obs = to_shape(msg.value.sizes());
+  const int64_t ev = msg.fn->event_dim();
+  bool ok = obs.size() <= full.size();
+  if (ok) {
+    for (size_t i = 0; i < obs.size(); ++i) {
+      int64_t o = obs[obs.size() - 1 - i], d = full[full.size() - 1 - i];
+      bool is_event = static_cast<int64_t>(i) < ev;
+      if (is_event ? o != d : (o != d && o != 1)) {
+        ok = false;
+        break;
+      }
+    }
+  }
+  if (!ok)
+    throw ShapeError(cat("sample site '", msg.name, "' (", msg.plates_str(), "): observed value of shape ",
+                         shape_str(obs), " does not match the distribution ", msg.fn->name(), " with batch_shape ",
+                         shape_str(msg.fn->batch_shape()), " and event_shape ", shape_str(msg.fn->event_shape()),
+                         ". Wrap the site in a plate, or use .expand()/.to_event() so the distribution covers every "
+                         "observed dim."));
+}
+
+void default_process(Message& msg) {
+  if (msg.type == SiteType::sample) {
+    if (msg.is_observed && msg.value.defined()) check_observation_shape(msg);
+    if (msg.done || msg.is_observed || msg.value.defined()) {
+      msg.done = true;
+      return;
+    }
+    msg.value = msg.fn->draw();
+  } else {
+    if (msg.done || msg.value.defined()) {
+      msg.done = true;
+      return;
+    }
+    auto& store = get_param_store();
+    msg.value = msg.param_init_fn ? store.get_or_create(msg.name, msg.param_init_fn, msg.param_constraint)
+                                  : store.get_or_create(msg.name, msg.param_init, msg.param_constraint,
+                                                        msg.param_is_module);
+  }
+  msg.done = true;
+}
+
+}  // namespace
+
+void apply_stack(Message& msg) {
+  auto& stack = t_stack;
+  size_t visited = 0;
+  for (auto it = stack.rbegin(); it != stack.rend(); ++it) {
+    ++visited;
+    (*it)->process(msg);
+    if (msg.stop) break;
+  }
+  default_process(msg);
+  for (size_t i = stack.size() - visited; i < stack.size(); ++i) stack[i]->postprocess(msg);
+}
+
+// ---------------------------------------------------------------- primitives
+
+torch::Tensor sample(const std::string& name, const dist::DistPtr& fn, const SampleOptions& options) {
+  if (!fn) throw ValueError(cat("sample site '", name, "': the distribution is null"));
+  if (t_stack.empty()) return options.obs_.defined() ? options.obs_ : fn->draw();
+  Message msg;
+  msg.type = SiteType::sample;
+  msg.name = name;
+  msg.fn = fn;
+  msg.value = options.obs_;
+  msg.is_observed = options.obs_.defined();
+  msg.infer = options.infer_;
+  apply_stack(msg);
+  return msg.value;
+}
+
+torch::Tensor sample(const std::string& name, const dist::Distribution& fn, const SampleOptions& options) {
+  if (t_stack.empty()) return options.obs_.defined() ? options.obs_ : fn.draw();
+  return sample(name, fn.clone(), options);
+}
+
+torch::Tensor sample(const std::string& name, const dist::DistPtr& fn, const torch::Tensor& obs) {
+  return sample(name, fn, SampleOptions().obs(obs));
+}
+
+torch::Tensor sample(const std::string& name, const dist::Distribution& fn, const torch::Tensor& obs) {
+  return sample(name, fn, SampleOptions().obs(obs));
+}
+
+namespace {
+torch::Tensor param_message(Message& msg) {
+  if (t_stack.empty()) {
+    auto& store = get_param_store();
+    return msg.param_init_fn ? store.get_or_create(msg.name, msg.param_init_fn, msg.param_constraint)
+                             : store.get_or_create(msg.name, msg.param_init, msg.param_constraint, msg.param_is_module);
+  }
+  apply_stack(msg);
+  return msg.value;
+}
+}  // namespace
+
+torch::Tensor param(const std::string& name, const torch::Tensor& init, constraints::ConstraintPtr constraint) {
+  Message msg;
+  msg.type = SiteType::param;
+  msg.name = name;
+  msg.param_init = init;
+  msg.param_constraint = std::move(constraint);
+  return param_message(msg);
+}
+
+torch::Tensor param(const std::string& name, std::function<torch::Tensor()> init, constraints::ConstraintPtr constraint) {
+  Message msg;
+  msg.type = SiteType::param;
+  msg.name = name;
+  msg.param_init_fn = std::move(init);
+  msg.param_constraint = std::move(constraint);
+  return param_message(msg);
+}
+
+void module(const std::string& name, torch::nn::Module& m) {
+  for (const auto& item : m.named_parameters(/*recurse=*/true)) {
+    Message msg;
+    msg.type = SiteType::param;
+    msg.name = name + kModuleSeparator + item.key();
+    msg.param_init = item.value();
+    msg.param_constraint = constraints::real();
+    msg.param_is_module = true;
+    param_message(msg);
+  }
+}
+
+void factor(const std::string& name, const torch::Tensor& log_weight) {
+  auto unit = std::make_shared<dist::Unit>(log_weight);
+  sample(name, unit, SampleOptions().obs(unit->rsample()));
+}
+
+torch::Tensor deterministic(const std::string& name, const torch::Tensor& value, int64_t event_dim) {
+  if (event_dim < 0) event_dim = value.dim();
+  InferConfig infer;
+  infer.is_deterministic = true;
+  return sample(name, std::make_shared<dist::Delta>(value, event_dim), SampleOptions().obs(value).infer(infer));
+}
+
+// ---------------------------------------------------------------- dims
+
+int64_t DimAllocator::allocate(const std::string& name, std::optional<int64_t> dim) {
+  for (const auto& s : slots_)
+    if (s == name) throw RuntimeError(cat("plate '", name, "' is already active: nested plates need distinct names"));
+  int64_t d;
+  if (dim) {
+    d = *dim;
+    if (d >= 0) throw ValueError(cat("plate '", name, "': dim must be negative (counted from the right), got ", d));
+  } else {
+    d = -1;
+    while (-d <= static_cast<int64_t>(slots_.size()) && !slots_[-1 - d].empty()) --d;
+  }
+  while (static_cast<int64_t>(slots_.size()) < -d) slots_.emplace_back();
+  auto& slot = slots_[-1 - d];
+  if (!slot.empty())
+    throw RuntimeError(cat("plates '", slot, "' and '", name, "' both use dim=", d, "; move one of them to the left, e.g. dim=",
+                           d - 1));
+  slot = name;
+  return d;
+}
+
+void DimAllocator::free(const std::string& name, int64_t dim) {
+  auto i = static_cast<size_t>(-1 - dim);
+  if (i < slots_.size() && slots_[i] == name) slots_[i].clear();
+  while (!slots_.empty() && slots_.back().empty()) slots_.pop_back();
+}
+
+DimAllocator& plate_dim_allocator() {
+  thread_local DimAllocator allocator;
+  return allocator;
+}
+
+// ---------------------------------------------------------------- plates
+
+namespace {
+
+// Draws a plate's subsample indices; log_prob is 0 so the plate's scaling alone makes the
+// subsampled log-likelihood unbiased.
+class Subsample : public dist::DistributionMixin<Subsample> {
+ public:
+  BOOST_HANA_DEFINE_STRUCT(Subsample, (torch::Tensor, dummy));
+  Subsample(int64_t size, int64_t subsample_size, torch::Device device)
+      : size_(size), subsample_size_(subsample_size), device_(device) {
+    init({}, {subsample_size}, false);
+  }
+  static dist::ConstraintPtr arg_constraint(std::string_view) { return nullptr; }
+  std::string name() const override { return "Subsample"; }
+  torch::Tensor sample(const Shape& sample_shape = {}) const override {
+    if (!sample_shape.empty()) throw NotImplementedError("plate subsample sites cannot be drawn with a sample_shape");
+    auto opts = torch::TensorOptions().dtype(torch::kLong).device(device_);
+    if (subsample_size_ >= size_) return torch::arange(size_, opts);
+    return torch::randperm(size_, opts).narrow(0, 0, subsample_size_).clone();
+  }
+  torch::Tensor log_prob(const torch::Tensor&) const override {
+    return torch::zeros({}, torch::TensorOptions().device(device_));
+  }
+  dist::ConstraintPtr support() const override { return constraints::independent(constraints::nonnegative_integer(), 1); }
+
+ private:
+  int64_t size_, subsample_size_;
+  torch::Device device_;
+};
+
+}  // namespace
+
+Plate::Plate(std::string name, int64_t size, PlateOptions options) {
+  if (size < 0) throw ValueError(cat("plate '", name, "': size must be nonnegative, got ", size));
+  int64_t sub = options.subsample_.defined() ? options.subsample_.size(0) : options.subsample_size_.value_or(size);
+  if (options.subsample_size_ && options.subsample_.defined() && *options.subsample_size_ != options.subsample_.size(0))
+    throw ValueError(cat("plate '", name, "': subsample_size ", *options.subsample_size_,
+                         " does not match len(subsample) ", options.subsample_.size(0)));
+  if (sub > size || sub < 0)
+    throw ValueError(cat("plate '", name, "': subsample_size ", sub, " must be between 0 and the plate size ", size));
+  // The subsample is a sample site named after the plate, so replay shares it model <-> guide.
+  Message msg;
+  msg.type = SiteType::sample;
+  msg.name = name;
+  msg.fn = std::make_shared<Subsample>(size, sub, options.device_);
+  msg.value = options.subsample_;
+  msg.infer.is_subsample = true;
+  if (!t_stack.empty()) {
+    apply_stack(msg);
+  } else if (!msg.value.defined()) {
+    msg.value = msg.fn->sample();
+  }
+  indices_ = msg.value;
+  if (indices_.dim() != 1 || indices_.size(0) != sub)
+    throw ShapeError(cat("plate '", name, "': subsample indices have shape ", shape_str(indices_.sizes()), ", expected [",
+                         sub, "]. Did the model and guide use different subsample sizes?"));
+  frame_.name = std::move(name);
+  frame_.size = sub;
+  frame_.full_size = size;
+  frame_.dim = plate_dim_allocator().allocate(frame_.name, options.dim_);
+  enter();
+}
+
+Plate::~Plate() {
+  if (active()) exit();
+  plate_dim_allocator().free(frame_.name, frame_.dim);
+}
+
+torch::Tensor Plate::subsample(const torch::Tensor& data, int64_t event_dim) const {
+  if (frame_.size == frame_.full_size) return data;
+  const int64_t d = frame_.dim - event_dim;
+  if (data.dim() < -d || data.size(d) != frame_.full_size)
+    throw ShapeError(cat("plate '", frame_.name, "'.subsample: data of shape ", shape_str(data.sizes()),
+                         " has no dim of size ", frame_.full_size, " at dim ", d));
+  return data.index_select(d, indices_.to(data.device()));
+}
+
+void Plate::process(Message& msg) {
+  msg.cond_indep_stack.insert(msg.cond_indep_stack.begin(), frame_);
+  if (frame_.size != frame_.full_size)
+    msg.scale *= static_cast<double>(frame_.full_size) / static_cast<double>(frame_.size);
+  if (msg.type == SiteType::sample && !msg.infer.is_subsample) broadcast_to_plates(msg);
+}
+
+void broadcast_to_plates(Message& msg) {
+  if (msg.done || !msg.fn) return;
+  const Shape& actual = msg.fn->batch_shape();
+  // target[i] for dim -(i+1); -1 means "no plate here".
+  std::vector<int64_t> target;
+  for (const auto& f : msg.cond_indep_stack) {
+    const auto pos = static_cast<size_t>(-1 - f.dim);
+    if (target.size() <= pos) target.resize(pos + 1, -1);
+    const bool has_actual = pos < actual.size();
+    const int64_t have = has_actual ? actual[actual.size() - 1 - pos] : 1;
+    if (have != 1 && have != f.size)
+      throw ShapeError(cat("Shape mismatch inside plate('", f.name, "') at site '", msg.name, "' dim ", f.dim, ": the plate has size ",
+                           f.size, " but the distribution ", msg.fn->name(), " has batch shape ", shape_str(actual),
+                           " with size ", have, " there"));
+    target[pos] = f.size;
+  }
+  const size_t n = std::max(target.size(), actual.size());
+  Shape shape(n);
+  for (size_t pos = 0; pos < n; ++pos) {
+    const bool has_actual = pos < actual.size();
+    const int64_t t = pos < target.size() ? target[pos] : -1;
+    shape[n - 1 - pos] = t >= 0 ? t : (has_actual ? actual[actual.size() - 1 - pos] : 1);
+  }
+  if (shape != actual) msg.fn = msg.fn->expand(shape);
+}
+
+}  // namespace ember
