@@ -1,0 +1,6 @@
+#pragma once
+/// \file Umbrella header of Ember's inference library (namespace ember::infer).
+
+#include "inference/elbo.h"
+#include "inference/optim.h"
+#include "inference/svi.h"
