@@ -1,4 +1,5 @@
 // Discrete distributions.
+#include <cmath>
 #include <limits>
 
 #include "distributions/bernoulli.h"
@@ -322,6 +323,20 @@ torch::Tensor Multinomial::log_prob(const torch::Tensor& value) const {
   auto log_factorial_n = torch::lgamma(v.sum(-1) + 1);
   auto log_factorial_xs = torch::lgamma(v + 1).sum(-1);
   return log_factorial_n - log_factorial_xs + (l * ts[1]).sum(-1);
+}
+
+torch::Tensor Multinomial::entropy() const {
+  const auto n = static_cast<double>(total_count_);
+  auto term1 = n * categorical_entropy(logits, probs) - std::lgamma(n + 1);
+  if (total_count_ == 0) return term1;
+  // E[sum_k log x_k!] from the Binomial(n, p_k) marginals, x_k in {1, ..., n}.
+  auto support = torch::arange(1, total_count_ + 1, probs.options());
+  Shape view = {total_count_};
+  for (int64_t i = 0; i < probs.dim(); ++i) view.push_back(1);
+  support = support.reshape(view);
+  auto binomial_lp = Binomial(n, Logits{probs_to_logits_binary(probs)}, false).log_prob(support);
+  auto term2 = (binomial_lp.exp() * torch::lgamma(support + 1)).sum(0).sum(-1);
+  return term1 + term2;
 }
 
 }  // namespace ember::dist

@@ -26,6 +26,8 @@ class Multinomial : public DistributionMixin<Multinomial> {
   torch::Tensor log_prob(const torch::Tensor& value) const override;
   torch::Tensor mean() const override { return probs * static_cast<double>(total_count_); }
   torch::Tensor variance() const override { return static_cast<double>(total_count_) * probs * (1 - probs); }
+  /// Exact entropy (sums over the binomial marginals, as torch).
+  torch::Tensor entropy() const override;
   ConstraintPtr support() const override { return constraints::multinomial(total_count_); }
 
  private:
