@@ -365,6 +365,18 @@ TEST_CASE("KL registry: Independent reduction, unregistered pairs, and agreement
   check_throws<NotImplementedError>([&] { kl_divergence(*p, Laplace(0.0, 1.0)); }, {"Normal", "Laplace", "register_kl"},
                                     "unregistered pair");
   CHECK(has_kl(*p, *q));
+  // Masked pairs with the same mask: masked entries contribute 0.
+  auto m = torch::tensor({true, false, true});
+  auto kl_masked = kl_divergence(p->mask(m), q->mask(m));
+  CHECK(torch::allclose(kl_masked, kl_divergence(p, q) * m.to(torch::kDouble)));
+  check_throws<NotImplementedError>([&] { kl_divergence(p->mask(m), q->mask(~m)); }, {"masks differ"}, "masks differ");
+  // TransformedDistribution.to moves the transforms' tensors with the base.
+  TransformedDistribution td(std::make_shared<Normal>(T({0.0, 1.0}), 1.0),
+                             {transforms::exp(), transforms::affine(T({1.0, 2.0}), T({2.0, 3.0}))});
+  auto td32 = td.to(torch::TensorOptions().dtype(torch::kFloat));
+  auto v32 = torch::tensor({3.0f, 6.0f});
+  CHECK(static_cast<int>(td32->log_prob(v32).scalar_type()) == static_cast<int>(torch::kFloat));
+  CHECK(torch::allclose(td32->log_prob(v32).to(torch::kDouble), td.log_prob(v32.to(torch::kDouble)), 1e-5, 1e-5));
   CHECK_FALSE(has_kl(*p, Cauchy(0.0, 1.0)));
   // Every analytic pair agrees with a Monte Carlo estimate E_p[log p - log q] within 5 standard errors.
   struct Pair {
