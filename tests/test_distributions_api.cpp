@@ -469,3 +469,43 @@ TEST_CASE("pluggable: a user-defined distribution works in sample, trace, to_eve
   }
   CHECK(kl_divergence(r.to_event(1), q.to_event(1)).item<double>() == doctest::Approx(kl.sum().item<double>()));
 }
+
+TEST_CASE("ContinuousBernoulli: finite log_prob, gradients and samples across the unstable region near 0.5") {
+  torch::manual_seed(17);
+  auto logits = T({-30.0, -2.0, -4e-3, -1e-4, 0.0, 1e-4, 4e-3, 2.0, 30.0}).requires_grad_();
+  ContinuousBernoulli d(Logits{logits});
+  auto x = T({0.0, 0.25, 0.5, 0.75, 1.0, 0.1, 0.9, 0.3, 0.6});
+  auto lp = d.log_prob(x);
+  CHECK(torch::isfinite(lp).all().item<bool>());
+  lp.sum().backward();
+  CHECK(torch::isfinite(logits.grad()).all().item<bool>());
+  // The density is continuous across the Taylor/exact boundary at probs = 0.499 / 0.501.
+  auto eps = 1e-7;
+  for (double edge : {0.499, 0.501}) {
+    auto below = ContinuousBernoulli(T({edge - eps})).log_prob(T({0.2, 0.8}));
+    auto above = ContinuousBernoulli(T({edge + eps})).log_prob(T({0.2, 0.8}));
+    CHECK(torch::allclose(below, above, 1e-5, 1e-5));
+  }
+  auto logits2 = torch::zeros({4}, f64()).requires_grad_();
+  auto y = ContinuousBernoulli(Logits{logits2}).rsample({100});
+  CHECK(((y >= 0) & (y <= 1)).all().item<bool>());
+  y.sum().backward();
+  CHECK(torch::isfinite(logits2.grad()).all().item<bool>());
+}
+
+TEST_CASE("Delta and Unit: point masses and factors") {
+  auto v = T({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}).reshape({2, 3});
+  Delta d(v, 1);
+  CHECK(d.batch_shape() == Shape{2});
+  CHECK(d.event_shape() == Shape{3});
+  CHECK(torch::equal(d.sample({4}), v.expand({4, 2, 3})));
+  auto lp = d.log_prob(T({1.0, 2.0, 3.0, 4.0, 5.0, 7.0}).reshape({2, 3}));
+  CHECK(lp[0].item<double>() == 0.0);
+  CHECK(std::isinf(lp[1].item<double>()));
+  CHECK(lp[1].item<double>() < 0);
+  Delta dd(v, T({0.5, -0.5}), 1);
+  CHECK(torch::allclose(dd.log_prob(v), T({0.5, -0.5})));
+  Unit u(T({1.5, 2.5}));
+  CHECK(u.batch_shape() == Shape{2});
+  CHECK(torch::allclose(u.log_prob(u.sample()), T({1.5, 2.5})));
+}
