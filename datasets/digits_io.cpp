@@ -418,7 +418,9 @@ DigitTable parse_tmnist_csv(std::string_view text, const std::string& name) {
   t.pixels.reserve(text.size() / 3);
   while (rd.next(cells)) {
     if (cells.size() != kCols) rd.fail_columns(cells.size(), kCols);
-    t.names.emplace_back(cells[0]);
+    std::string name(cells[0]);
+    for (size_t q = name.find("\"\""); q != std::string::npos; q = name.find("\"\"", q + 1)) name.erase(q, 1);
+    t.names.push_back(std::move(name));
     t.labels.push_back(read_label(rd, cells[1], 1));
     t.handwritten.push_back(0);
     t.source.push_back(-1);
