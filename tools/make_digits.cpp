@@ -394,6 +394,7 @@ int main(int argc, char** argv) {
       jf["face_index"] = f.face_index;
       if (f.instance) jf["named_instance"] = f.instance;
       jf["package"] = f.package;
+      jf["licence"] = f.licence;
       jf["images"] = imgs;
       jfaces.push_back(jf);
       auto& p = packages[f.package];
