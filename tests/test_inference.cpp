@@ -360,20 +360,29 @@ TEST_CASE("the importance-weighted bound tightens with K and never exceeds the l
 }
 
 TEST_CASE("two models trained in two threads do not see each other's handlers or params") {
+  // Both threads use the same site and param names; a shared handler stack would make the
+  // traces collide ("Multiple sample sites"), a shared param store would mix the answers.
+  // (LibTorch's default generator is shared, so the draws interleave nondeterministically:
+  // the tolerance covers the optimiser's stationary noise, averaged over the last iterates.)
   auto train = [](double shift, double* loc_out) {
     ParamStore store;
     ParamStoreScope scope(store);
-    auto s = seed(static_cast<uint64_t>(10 + shift));
     NormalNormal nn;
     nn.x = nn.x + shift;
-    SVI svi(nn.model(), param_guide, Adam(AdamOptions().lr(0.05)), Trace_ELBO());
-    for (int i = 0; i < 600; ++i) svi.step(nn.x);
-    *loc_out = store.get("q_loc").item<double>() - nn.post_mean();
+    SVI svi(nn.model(), param_guide, ClippedAdam(ClippedAdamOptions().lr(0.05).lrd(0.995)),
+            Trace_ELBO(ELBOOptions().num_particles(2)));
+    double avg = 0;
+    for (int i = 0; i < 800; ++i) {
+      svi.step(nn.x);
+      if (i >= 600) avg += store.get("q_loc").item<double>() / 200.0;
+    }
+    *loc_out = avg - nn.post_mean();
   };
   double d1 = 1e9, d2 = 1e9;
   std::thread t1(train, 0.0, &d1), t2(train, 5.0, &d2);
   t1.join();
   t2.join();
-  CHECK(std::abs(d1) < 0.1);
-  CHECK(std::abs(d2) < 0.1);
+  // 0.1 posterior standard deviations.
+  CHECK(std::abs(d1) < 0.044);
+  CHECK(std::abs(d2) < 0.044);
 }
