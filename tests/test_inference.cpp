@@ -369,7 +369,7 @@ TEST_CASE("two models trained in two threads do not see each other's handlers or
     ParamStoreScope scope(store);
     NormalNormal nn;
     nn.x = nn.x + shift;
-    SVI svi(nn.model(), param_guide, ClippedAdam(ClippedAdamOptions().lr(0.05).lrd(0.995)),
+    SVI svi(nn.model(), param_guide, ClippedAdam(ClippedAdamOptions().lr(0.05).lrd(0.993)),
             Trace_ELBO(ELBOOptions().num_particles(2)));
     double avg = 0;
     for (int i = 0; i < 800; ++i) {
@@ -379,10 +379,10 @@ TEST_CASE("two models trained in two threads do not see each other's handlers or
     *loc_out = avg - nn.post_mean();
   };
   double d1 = 1e9, d2 = 1e9;
-  std::thread t1(train, 0.0, &d1), t2(train, 5.0, &d2);
+  std::thread t1(train, 0.0, &d1), t2(train, 2.0, &d2);
   t1.join();
   t2.join();
-  // 0.1 posterior standard deviations.
+  // 0.1 posterior standard deviations (the two answers are 4.4 sd apart).
   CHECK(std::abs(d1) < 0.044);
   CHECK(std::abs(d2) < 0.044);
 }
