@@ -4,4 +4,5 @@
 #include "inference/elbo.h"
 #include "inference/enum.h"
 #include "inference/optim.h"
+#include "inference/predictive.h"
 #include "inference/svi.h"
