@@ -6,11 +6,6 @@
 
 namespace ember::dist {
 
-/// Tag selecting the logits parameterisation: `Bernoulli(Logits{l})`, `Categorical(Logits{l})`.
-struct Logits {
-  TensorArg value;
-};
-
 /// Bernoulli distribution over {0, 1}.
 ///
 /// `log_prob(x) = x log p + (1 - x) log(1 - p)`, computed from logits so that it is finite

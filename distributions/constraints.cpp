@@ -68,6 +68,28 @@ torch::Tensor PositiveDefinite::check(const torch::Tensor& v) const {
   return symmetric & (info == 0);
 }
 
+std::string TensorInterval::name() const {
+  if (lower.numel() == 1 && upper.numel() == 1)
+    return cat("[", num(lower.item<double>()), ", ", num(upper.item<double>()), "]");
+  return cat("interval(low of shape ", shape_str(lower.sizes()), ", high of shape ", shape_str(upper.sizes()), ")");
+}
+torch::Tensor TensorInterval::check(const torch::Tensor& v) const { return (v >= lower) & (v <= upper); }
+
+std::string TensorIntegerInterval::name() const {
+  if (lower.numel() == 1 && upper.numel() == 1)
+    return cat("integer_interval(", num(lower.item<double>()), ", ", num(upper.item<double>()), ")");
+  return cat("integer_interval(lower of shape ", shape_str(lower.sizes()), ", upper of shape ",
+             shape_str(upper.sizes()), ")");
+}
+torch::Tensor TensorIntegerInterval::check(const torch::Tensor& v) const {
+  return (v == v.floor()) & (v >= lower) & (v <= upper);
+}
+
+std::string MultinomialSupport::name() const { return cat("multinomial(", total_count, ")"); }
+torch::Tensor MultinomialSupport::check(const torch::Tensor& v) const {
+  return ((v >= 0) & (v == v.floor())).all(-1) & (v.sum(-1) <= total_count);
+}
+
 std::string Independent::name() const { return cat("independent(", base->name(), ", ", reinterpreted, ")"); }
 torch::Tensor Independent::check(const torch::Tensor& v) const {
   auto r = base->check(v);
@@ -99,6 +121,11 @@ ConstraintPtr nonnegative_integer_vector() { static const ConstraintPtr c = std:
 ConstraintPtr one_hot() { static const ConstraintPtr c = std::make_shared<OneHot>(); return c; }
 ConstraintPtr lower_cholesky() { static const ConstraintPtr c = std::make_shared<LowerCholesky>(); return c; }
 ConstraintPtr positive_definite() { static const ConstraintPtr c = std::make_shared<PositiveDefinite>(); return c; }
+ConstraintPtr interval(const torch::Tensor& lo, const torch::Tensor& hi) { return std::make_shared<TensorInterval>(lo, hi); }
+ConstraintPtr integer_interval(const torch::Tensor& lo, const torch::Tensor& hi) {
+  return std::make_shared<TensorIntegerInterval>(lo, hi);
+}
+ConstraintPtr multinomial(int64_t n) { return std::make_shared<MultinomialSupport>(n); }
 ConstraintPtr independent(ConstraintPtr base, int64_t n) {
   if (n == 0) return base;
   return std::make_shared<Independent>(std::move(base), n);

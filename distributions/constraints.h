@@ -92,6 +92,30 @@ struct PositiveDefinite : Constraint {
   torch::Tensor check(const torch::Tensor& v) const override;
   int64_t event_dim() const override { return 2; }
 };
+/// lower <= x <= upper with tensor bounds broadcast against the value (Uniform's support).
+struct TensorInterval : Constraint {
+  torch::Tensor lower, upper;
+  TensorInterval(torch::Tensor lo, torch::Tensor hi) : lower(std::move(lo)), upper(std::move(hi)) {}
+  std::string name() const override;
+  torch::Tensor check(const torch::Tensor& v) const override;
+};
+/// Integers in {lower, ..., upper} with tensor bounds (Binomial's support).
+struct TensorIntegerInterval : Constraint {
+  torch::Tensor lower, upper;
+  TensorIntegerInterval(torch::Tensor lo, torch::Tensor hi) : lower(std::move(lo)), upper(std::move(hi)) {}
+  std::string name() const override;
+  torch::Tensor check(const torch::Tensor& v) const override;
+  bool is_discrete() const override { return true; }
+};
+/// Nonnegative integer vectors summing to at most `total_count` (Multinomial's support).
+struct MultinomialSupport : Constraint {
+  int64_t total_count;
+  explicit MultinomialSupport(int64_t n) : total_count(n) {}
+  std::string name() const override;
+  torch::Tensor check(const torch::Tensor& v) const override;
+  int64_t event_dim() const override { return 1; }
+  bool is_discrete() const override { return true; }
+};
 struct Independent : Constraint {
   std::shared_ptr<const Constraint> base;
   int64_t reinterpreted;
@@ -142,6 +166,12 @@ ConstraintPtr one_hot();
 ConstraintPtr lower_cholesky();
 /// Symmetric positive-definite matrices (event_dim 2).
 ConstraintPtr positive_definite();
+/// lower <= x <= upper, elementwise with tensor bounds (broadcast against the value).
+ConstraintPtr interval(const torch::Tensor& lower, const torch::Tensor& upper);
+/// Integers in {lower, ..., upper}, elementwise with tensor bounds.
+ConstraintPtr integer_interval(const torch::Tensor& lower, const torch::Tensor& upper);
+/// Nonnegative integer vectors whose sum is at most `total_count` (event_dim 1).
+ConstraintPtr multinomial(int64_t total_count);
 /// `base` with `n` extra rightmost dims reinterpreted as event dims.
 ConstraintPtr independent(ConstraintPtr base, int64_t n);
 

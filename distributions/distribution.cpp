@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <limits>
 
 #include "distributions/delta.h"
 #include "distributions/independent.h"
@@ -169,7 +170,7 @@ std::string first_false_index(const torch::Tensor& ok, const torch::Tensor& valu
 }
 
 torch::Tensor clamp_probs(const torch::Tensor& p) {
-  double eps = p.scalar_type() == torch::kDouble ? 2.220446049250313e-16 : 1.1920928955078125e-07;
+  double eps = finfo_eps(p.scalar_type());
   return p.clamp(eps, 1 - eps);
 }
 
@@ -179,6 +180,28 @@ torch::Tensor probs_to_logits_binary(const torch::Tensor& probs) {
 }
 
 torch::Tensor normalize_logits(const torch::Tensor& logits) { return logits - logits.logsumexp(-1, true); }
+
+torch::Tensor probs_to_logits(const torch::Tensor& probs) { return clamp_probs(probs).log(); }
+
+double finfo_eps(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kDouble: return std::numeric_limits<double>::epsilon();
+    case torch::kHalf: return 0.0009765625;
+    case torch::kBFloat16: return 0.0078125;
+    default: return std::numeric_limits<float>::epsilon();
+  }
+}
+
+double finfo_tiny(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kDouble: return std::numeric_limits<double>::min();
+    case torch::kHalf: return 6.103515625e-05;
+    case torch::kBFloat16: return 1.1754943508222875e-38;
+    default: return std::numeric_limits<float>::min();
+  }
+}
+
+torch::Tensor lbeta(const torch::Tensor& a, const torch::Tensor& b) { return a.lgamma() + b.lgamma() - (a + b).lgamma(); }
 
 // ---------------------------------------------------------------- Independent
 

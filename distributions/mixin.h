@@ -100,6 +100,16 @@ class DistributionMixin : public Distribution {
     });
   }
 
+  /// Throws ValueError naming this distribution and parameter `key` when validation is on
+  /// and `ok` (elementwise over `values`) is not all true; `requirement` says what must hold.
+  void check_arg(const char* key, const torch::Tensor& ok, const torch::Tensor& values,
+                 const std::string& requirement) const {
+    if (!validate_args() || ok.all().template item<bool>()) return;
+    throw ValueError(cat(name(), ": parameter '", key, "' of shape ", shape_str(values.sizes()), " must be ", requirement,
+                         first_false_index(ok, values),
+                         ". Pass validate_args=false or call ember::dist::enable_validation(false) to skip this check."));
+  }
+
   /// Calls `f(name, tensor&)` for every defined tensor parameter of `d`.
   template <class F>
   static void for_each_tensor(Derived& d, F&& f) {

@@ -22,6 +22,7 @@ struct Identity : Transform {
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
     return torch::zeros_like(x);
   }
+  int sign() const override { return 1; }
   std::string name() const override { return "identity"; }
 };
 
@@ -29,6 +30,8 @@ struct Exp : Transform {
   torch::Tensor forward(const torch::Tensor& x) const override { return x.exp(); }
   torch::Tensor inverse(const torch::Tensor& y) const override { return y.log(); }
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override { return x; }
+  constraints::ConstraintPtr codomain() const override { return constraints::positive(); }
+  int sign() const override { return 1; }
   std::string name() const override { return "exp"; }
 };
 
@@ -41,6 +44,8 @@ struct Sigmoid : Transform {
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
     return -torch::nn::functional::softplus(-x) - torch::nn::functional::softplus(x);
   }
+  constraints::ConstraintPtr codomain() const override { return constraints::unit_interval(); }
+  int sign() const override { return 1; }
   std::string name() const override { return "sigmoid"; }
 };
 
@@ -50,6 +55,8 @@ struct Softplus : Transform {
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
     return -torch::nn::functional::softplus(-x);
   }
+  constraints::ConstraintPtr codomain() const override { return constraints::positive(); }
+  int sign() const override { return 1; }
   std::string name() const override { return "softplus"; }
 };
 
@@ -60,10 +67,17 @@ struct Affine : Transform {
   torch::Tensor forward(const torch::Tensor& x) const override { return loc + scale * x; }
   torch::Tensor inverse(const torch::Tensor& y) const override { return (y - loc) / scale; }
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
-    auto r = scale.abs().log().to(x.dtype()).expand(x.sizes());
+    auto r = scale.abs().log().to(x.dtype());
+    r = r.expand(broadcast_shapes(to_shape(x.sizes()), to_shape(r.sizes()), "affine.log_abs_det_jacobian"));
     return sum_rightmost(r, event_dim);
   }
   int64_t domain_event_dim() const override { return event_dim; }
+  int sign() const override {
+    if (event_dim != 0) return 0;
+    if ((scale > 0).all().item<bool>()) return 1;
+    if ((scale < 0).all().item<bool>()) return -1;
+    return 0;
+  }
   std::string name() const override { return "affine"; }
 };
 
@@ -77,6 +91,7 @@ struct AffineScalar : Transform {
     return sum_rightmost(torch::full_like(x, std::log(std::abs(scale))), event_dim);
   }
   int64_t domain_event_dim() const override { return event_dim; }
+  int sign() const override { return event_dim == 0 ? (scale > 0 ? 1 : -1) : 0; }
   std::string name() const override { return cat("affine(", loc, ", ", scale, ")"); }
 };
 
@@ -131,6 +146,16 @@ struct Compose : Transform {
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) s = (*it)->inverse_shape(std::move(s));
     return s;
   }
+  constraints::ConstraintPtr codomain() const override {
+    if (parts.empty()) return constraints::real();
+    auto c = parts.back()->codomain();
+    return constraints::independent(c, codomain_event_dim() - c->event_dim());
+  }
+  int sign() const override {
+    int s = 1;
+    for (const auto& t : parts) s *= t->sign();
+    return s;
+  }
   std::string name() const override {
     std::string s = "compose(";
     for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i]->name();
@@ -170,6 +195,7 @@ struct StickBreaking : Transform {
     s.back() -= 1;
     return s;
   }
+  constraints::ConstraintPtr codomain() const override { return constraints::simplex(); }
   std::string name() const override { return "stick_breaking"; }
 };
 
@@ -184,6 +210,7 @@ struct LowerCholeskyT : Transform {
     return x.diagonal(0, -2, -1).sum(-1);
   }
   int64_t domain_event_dim() const override { return 2; }
+  constraints::ConstraintPtr codomain() const override { return constraints::lower_cholesky(); }
   std::string name() const override { return "lower_cholesky"; }
 };
 
@@ -197,6 +224,7 @@ struct CholeskyToPD : Transform {
     return n * std::log(2.0) + (order * x.diagonal(0, -2, -1).log()).sum(-1);
   }
   int64_t domain_event_dim() const override { return 2; }
+  constraints::ConstraintPtr codomain() const override { return constraints::positive_definite(); }
   std::string name() const override { return "cholesky_to_positive_definite"; }
 };
 
@@ -213,6 +241,7 @@ struct IndependentT : Transform {
   int64_t codomain_event_dim() const override { return base->codomain_event_dim() + n; }
   std::vector<int64_t> forward_shape(std::vector<int64_t> s) const override { return base->forward_shape(std::move(s)); }
   std::vector<int64_t> inverse_shape(std::vector<int64_t> s) const override { return base->inverse_shape(std::move(s)); }
+  constraints::ConstraintPtr codomain() const override { return constraints::independent(base->codomain(), n); }
   std::string name() const override { return cat("independent(", base->name(), ", ", n, ")"); }
 };
 
@@ -240,6 +269,10 @@ Registry::Registry() {
   factories[typeid(Interval)] = [](const Constraint& c) {
     const auto& i = static_cast<const Interval&>(c);
     if (i.lower == 0 && i.upper == 1) return sigmoid();
+    return compose({sigmoid(), affine(i.lower, i.upper - i.lower)});
+  };
+  factories[typeid(TensorInterval)] = [](const Constraint& c) {
+    const auto& i = static_cast<const TensorInterval&>(c);
     return compose({sigmoid(), affine(i.lower, i.upper - i.lower)});
   };
   factories[typeid(Simplex)] = [](const Constraint&) { return stick_breaking(); };

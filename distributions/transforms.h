@@ -37,6 +37,13 @@ class Transform {
   virtual std::vector<int64_t> forward_shape(std::vector<int64_t> shape) const { return shape; }
   /// Shape of f^{-1}(y) given the shape of y.
   virtual std::vector<int64_t> inverse_shape(std::vector<int64_t> shape) const { return shape; }
+  /// The set f maps onto (used as TransformedDistribution's support); reals by default.
+  virtual constraints::ConstraintPtr codomain() const {
+    return constraints::independent(constraints::real(), codomain_event_dim());
+  }
+  /// +1 for increasing, -1 for decreasing scalar bijections, 0 if not monotone or not
+  /// scalar (TransformedDistribution's cdf/icdf need a monotone scalar map).
+  virtual int sign() const { return 0; }
   /// Readable name for messages.
   virtual std::string name() const = 0;
   /// Applies the transform: `(*t)(x)`.

@@ -48,5 +48,18 @@ torch::Tensor clamp_probs(const torch::Tensor& probs);
 torch::Tensor probs_to_logits_binary(const torch::Tensor& probs);
 /// Normalised log-probabilities from unnormalised logits (last dim): logits - logsumexp.
 torch::Tensor normalize_logits(const torch::Tensor& logits);
+/// Log-probabilities from categorical probabilities (last dim), with probs clamped.
+torch::Tensor probs_to_logits(const torch::Tensor& probs);
+/// Machine epsilon of a floating dtype (torch.finfo(dtype).eps).
+double finfo_eps(torch::ScalarType dtype);
+/// Smallest positive normal number of a floating dtype (torch.finfo(dtype).tiny).
+double finfo_tiny(torch::ScalarType dtype);
+/// log B(a, b) = lgamma(a) + lgamma(b) - lgamma(a + b).
+torch::Tensor lbeta(const torch::Tensor& a, const torch::Tensor& b);
+
+/// Tag selecting the logits parameterisation: `Bernoulli(Logits{l})`, `Categorical(Logits{l})`.
+struct Logits {
+  TensorArg value;
+};
 
 }  // namespace ember::dist

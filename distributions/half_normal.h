@@ -1,0 +1,30 @@
+#pragma once
+/// \file HalfNormal(scale): |X| for X ~ Normal(0, scale), reparameterisable.
+
+#include "distributions/mixin.h"
+
+namespace ember::dist {
+
+/// Half-normal distribution on x >= 0.
+class HalfNormal : public DistributionMixin<HalfNormal> {
+ public:
+  BOOST_HANA_DEFINE_STRUCT(HalfNormal, (torch::Tensor, scale));
+
+  /// `scale` must be positive.
+  explicit HalfNormal(TensorArg scale, std::optional<bool> validate_args = std::nullopt);
+
+  static ConstraintPtr arg_constraint(std::string_view) { return constraints::positive(); }
+  std::string name() const override { return "HalfNormal"; }
+  bool has_rsample() const override { return true; }
+  torch::Tensor rsample(const Shape& sample_shape = {}) const override;
+  /// -inf for negative values (when validation is off).
+  torch::Tensor log_prob(const torch::Tensor& value) const override;
+  torch::Tensor mean() const override;
+  torch::Tensor variance() const override;
+  torch::Tensor entropy() const override;
+  torch::Tensor cdf(const torch::Tensor& value) const override;
+  torch::Tensor icdf(const torch::Tensor& prob) const override;
+  ConstraintPtr support() const override { return constraints::nonnegative(); }
+};
+
+}  // namespace ember::dist

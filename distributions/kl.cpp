@@ -1,0 +1,195 @@
+// The KL-divergence registry and the analytic pairs.
+#include "distributions/kl.h"
+
+#include <limits>
+#include <map>
+#include <mutex>
+
+#include "distributions/bernoulli.h"
+#include "distributions/beta.h"
+#include "distributions/categorical.h"
+#include "distributions/dirichlet.h"
+#include "distributions/exponential.h"
+#include "distributions/gamma.h"
+#include "distributions/independent.h"
+#include "distributions/laplace.h"
+#include "distributions/multivariate_normal.h"
+#include "distributions/normal.h"
+#include "distributions/one_hot_categorical.h"
+#include "distributions/poisson.h"
+#include "distributions/uniform.h"
+
+namespace ember::dist {
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+torch::Tensor inf_where(const torch::Tensor& cond, const torch::Tensor& x) {
+  return torch::where(cond, torch::full({}, kInf, x.options()), x);
+}
+torch::Tensor zero_where(const torch::Tensor& cond, const torch::Tensor& x) {
+  return torch::where(cond, torch::zeros({}, x.options()), x);
+}
+
+torch::Tensor kl_normal(const Normal& p, const Normal& q) {
+  auto var_ratio = (p.scale / q.scale).pow(2);
+  auto t1 = ((p.loc - q.loc) / q.scale).pow(2);
+  return 0.5 * (var_ratio + t1 - 1 - var_ratio.log());
+}
+
+torch::Tensor kl_bernoulli(const Bernoulli& p, const Bernoulli& q) {
+  namespace F = torch::nn::functional;
+  auto t1 = p.probs * (F::softplus(-q.logits) - F::softplus(-p.logits));
+  t1 = zero_where(p.probs == 0, inf_where(q.probs == 0, t1));
+  auto t2 = (1 - p.probs) * (F::softplus(q.logits) - F::softplus(p.logits));
+  t2 = zero_where(p.probs == 1, inf_where(q.probs == 1, t2));
+  return t1 + t2;
+}
+
+torch::Tensor kl_categorical_impl(const torch::Tensor& pp, const torch::Tensor& pl, const torch::Tensor& qp,
+                                  const torch::Tensor& ql) {
+  auto t = pp * (pl - ql);
+  auto shape = broadcast_shapes(to_shape(t.sizes()), to_shape(qp.sizes()), "kl_divergence");
+  t = t.expand(shape);
+  t = zero_where((pp == 0).expand(shape), inf_where((qp == 0).expand(shape), t));
+  return t.sum(-1);
+}
+
+torch::Tensor kl_beta(const Beta& p, const Beta& q) {
+  auto sum_p = p.concentration1 + p.concentration0;
+  auto sum_q = q.concentration1 + q.concentration0;
+  auto t1 = q.concentration1.lgamma() + q.concentration0.lgamma() + sum_p.lgamma();
+  auto t2 = p.concentration1.lgamma() + p.concentration0.lgamma() + sum_q.lgamma();
+  auto t3 = (p.concentration1 - q.concentration1) * torch::digamma(p.concentration1);
+  auto t4 = (p.concentration0 - q.concentration0) * torch::digamma(p.concentration0);
+  auto t5 = (sum_q - sum_p) * torch::digamma(sum_p);
+  return t1 - t2 + t3 + t4 + t5;
+}
+
+torch::Tensor kl_gamma(const Gamma& p, const Gamma& q) {
+  auto t1 = q.concentration * (p.rate / q.rate).log();
+  auto t2 = torch::lgamma(q.concentration) - torch::lgamma(p.concentration);
+  auto t3 = (p.concentration - q.concentration) * torch::digamma(p.concentration);
+  auto t4 = (q.rate - p.rate) * (p.concentration / p.rate);
+  return t1 + t2 + t3 + t4;
+}
+
+torch::Tensor kl_dirichlet(const Dirichlet& p, const Dirichlet& q) {
+  auto sum_p = p.concentration.sum(-1);
+  auto sum_q = q.concentration.sum(-1);
+  auto t1 = sum_p.lgamma() - sum_q.lgamma();
+  auto t2 = (p.concentration.lgamma() - q.concentration.lgamma()).sum(-1);
+  auto t3 = p.concentration - q.concentration;
+  auto t4 = p.concentration.digamma() - sum_p.digamma().unsqueeze(-1);
+  return t1 - t2 + (t3 * t4).sum(-1);
+}
+
+torch::Tensor kl_exponential(const Exponential& p, const Exponential& q) {
+  auto ratio = q.rate / p.rate;
+  return -ratio.log() + ratio - 1;
+}
+
+torch::Tensor kl_laplace(const Laplace& p, const Laplace& q) {
+  auto scale_ratio = p.scale / q.scale;
+  auto loc_abs_diff = (p.loc - q.loc).abs();
+  return -scale_ratio.log() + loc_abs_diff / q.scale + scale_ratio * torch::exp(-loc_abs_diff / p.scale) - 1;
+}
+
+torch::Tensor kl_poisson(const Poisson& p, const Poisson& q) {
+  return p.rate * (p.rate.log() - q.rate.log()) - (p.rate - q.rate);
+}
+
+torch::Tensor kl_uniform(const Uniform& p, const Uniform& q) {
+  auto r = ((q.high - q.low) / (p.high - p.low)).log();
+  return inf_where((q.low > p.low) | (q.high < p.high), r);
+}
+
+torch::Tensor kl_mvn(const MultivariateNormal& p, const MultivariateNormal& q) {
+  if (p.event_shape() != q.event_shape())
+    throw ShapeError(cat("kl_divergence(MultivariateNormal, MultivariateNormal): event shapes ", shape_str(p.event_shape()),
+                         " and ", shape_str(q.event_shape()), " differ"));
+  const auto n = p.event_shape()[0];
+  auto half_term1 = q.scale_tril.diagonal(0, -2, -1).log().sum(-1) - p.scale_tril.diagonal(0, -2, -1).log().sum(-1);
+  Shape batch = broadcast_shapes(p.batch_shape(), q.batch_shape(), "kl_divergence");
+  auto ql = q.scale_tril.expand(concat(batch, {n, n}));
+  auto pl = p.scale_tril.expand(concat(batch, {n, n}));
+  auto term2 = torch::linalg_solve_triangular(ql, pl, /*upper=*/false).pow(2).flatten(-2).sum(-1);
+  auto term3 = batch_mahalanobis(q.scale_tril, q.loc - p.loc);
+  return half_term1 + 0.5 * (term2 + term3 - n);
+}
+
+struct KLRegistry {
+  std::mutex mutex;
+  std::map<std::pair<std::type_index, std::type_index>, KLFn> fns;
+  KLRegistry();
+};
+
+KLRegistry& registry() {
+  static KLRegistry r;
+  return r;
+}
+
+template <class P, class Q, class F>
+void add(KLRegistry& r, F fn) {
+  r.fns[{std::type_index(typeid(P)), std::type_index(typeid(Q))}] = [fn](const Distribution& p, const Distribution& q) {
+    return fn(static_cast<const P&>(p), static_cast<const Q&>(q));
+  };
+}
+
+KLRegistry::KLRegistry() {
+  add<Normal, Normal>(*this, kl_normal);
+  add<Bernoulli, Bernoulli>(*this, kl_bernoulli);
+  add<Categorical, Categorical>(*this, [](const Categorical& p, const Categorical& q) {
+    return kl_categorical_impl(p.probs, p.logits, q.probs, q.logits);
+  });
+  add<OneHotCategorical, OneHotCategorical>(*this, [](const OneHotCategorical& p, const OneHotCategorical& q) {
+    return kl_categorical_impl(p.probs, p.logits, q.probs, q.logits);
+  });
+  add<Beta, Beta>(*this, kl_beta);
+  add<Gamma, Gamma>(*this, kl_gamma);
+  add<Dirichlet, Dirichlet>(*this, kl_dirichlet);
+  add<Exponential, Exponential>(*this, kl_exponential);
+  add<Laplace, Laplace>(*this, kl_laplace);
+  add<Poisson, Poisson>(*this, kl_poisson);
+  add<Uniform, Uniform>(*this, kl_uniform);
+  add<MultivariateNormal, MultivariateNormal>(*this, kl_mvn);
+  add<Independent, Independent>(*this, [](const Independent& p, const Independent& q) {
+    if (p.reinterpreted_batch_ndims() != q.reinterpreted_batch_ndims())
+      throw NotImplementedError(cat("kl_divergence(Independent, Independent): the distributions reinterpret ",
+                                    p.reinterpreted_batch_ndims(), " and ", q.reinterpreted_batch_ndims(),
+                                    " batch dims; they must reinterpret the same number"));
+    return sum_rightmost(kl_divergence(*p.base(), *q.base()), p.reinterpreted_batch_ndims());
+  });
+}
+
+KLFn lookup(const Distribution& p, const Distribution& q) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto it = r.fns.find({std::type_index(typeid(p)), std::type_index(typeid(q))});
+  return it == r.fns.end() ? KLFn{} : it->second;
+}
+}  // namespace
+
+torch::Tensor kl_divergence(const Distribution& p, const Distribution& q) {
+  auto fn = lookup(p, q);
+  if (!fn)
+    throw NotImplementedError(cat("kl_divergence: no KL is registered for the pair (", p.name(), ", ", q.name(),
+                                  ") [p = ", p.to_string(), ", q = ", q.to_string(),
+                                  "]; register one with ember::dist::register_kl<P, Q>(fn)"));
+  return fn(p, q);
+}
+
+torch::Tensor kl_divergence(const DistPtr& p, const DistPtr& q) {
+  if (!p || !q) throw ValueError("kl_divergence: null distribution");
+  return kl_divergence(*p, *q);
+}
+
+bool has_kl(const Distribution& p, const Distribution& q) { return static_cast<bool>(lookup(p, q)); }
+
+void register_kl(std::type_index p_type, std::type_index q_type, KLFn fn) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.fns[{p_type, q_type}] = std::move(fn);
+}
+
+}  // namespace ember::dist
