@@ -121,25 +121,15 @@ std::pair<double, double> fit(const std::vector<double>& x, const std::vector<do
   return {slope, my - slope * mx};
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string out = "bench_inference.json";
-  bool quick = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--out" && i + 1 < argc) out = argv[++i];
-    if (a == "--quick") quick = true;
-  }
-  torch::manual_seed(0);
-  at::set_num_threads(1);
-  torch::NoGradGuard no_grad;
+// Runs the three model sizes and fits the slopes; `validate` switches distribution validation.
+nlohmann::json run_suite(bool validate, bool quick) {
+  dist::enable_validation(validate);
   const std::vector<int64_t> sizes{1, 10, 100};
   const int trials = quick ? 3 : 7;
   std::vector<double> xs, t_handled, t_raw, t_elbo;
   infer::Trace_ELBO elbo;
   nlohmann::json rows = nlohmann::json::array();
-  std::cout << "sites  handled_us  raw_us  trace_elbo_us\n";
+  std::cout << "validation " << (validate ? "on" : "off") << "\nsites  handled_us  raw_us  trace_elbo_us\n";
   for (int64_t k : sizes) {
     Setup s(k);
     const int reps = static_cast<int>((quick ? 2000 : 10000) / (k + 4));
@@ -156,18 +146,37 @@ int main(int argc, char** argv) {
   auto [sh, ih] = fit(xs, t_handled);
   auto [sr, ir] = fit(xs, t_raw);
   auto [se, ie] = fit(xs, t_elbo);
-  nlohmann::json j = {{"benchmark", "per-site overhead of trace+replay+condition"},
-                      {"threads", 1},
-                      {"rows", rows},
-                      {"handled_us_per_site", sh},
-                      {"raw_baseline_us_per_site", sr},
-                      {"trace_elbo_us_per_site", se},
-                      {"handler_overhead_us_per_site", sh - sr},
-                      {"handled_over_raw_ratio", sh / sr},
-                      {"target_us_per_site", 5.0},
-                      {"pyro_1_8_4_us_per_site", 270.0}};
   std::cout << "slope (us/site): handled " << sh << ", raw baseline " << sr << ", Trace_ELBO.loss " << se << "\n"
-            << "handler overhead per site (handled - raw): " << sh - sr << " us; handled/raw ratio " << sh / sr << "\n";
+            << "handler overhead per site (handled - raw): " << sh - sr << " us; handled/raw ratio " << sh / sr << "\n\n";
+  return {{"validation", validate},
+          {"rows", rows},
+          {"handled_us_per_site", sh},
+          {"raw_baseline_us_per_site", sr},
+          {"trace_elbo_us_per_site", se},
+          {"handler_overhead_us_per_site", sh - sr},
+          {"handled_over_raw_ratio", sh / sr}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "bench_inference.json";
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) out = argv[++i];
+    if (a == "--quick") quick = true;
+  }
+  torch::manual_seed(0);
+  at::set_num_threads(1);
+  torch::NoGradGuard no_grad;
+  nlohmann::json j = {{"benchmark", "per-site overhead of trace+replay+condition (one Trace_ELBO particle)"},
+                      {"threads", 1},
+                      {"target_us_per_site", 5.0},
+                      {"pyro_1_8_4_us_per_site", 270.0},
+                      {"validation_on", run_suite(true, quick)},
+                      {"validation_off", run_suite(false, quick)}};
+  dist::enable_validation(true);
   std::ofstream f(out);
   f << j.dump(2) << "\n";
   std::cout << "wrote " << out << "\n";

@@ -280,7 +280,7 @@ TEST_CASE("a run resumed from a checkpoint continues bit for bit") {
   std::filesystem::remove(path);
 }
 
-TEST_CASE("model-guide mismatches, bad shapes and non-finite losses are reported by site name") {
+TEST_CASE("model-guide mismatches and bad shapes and non-finite losses are reported by site name") {
   ParamStore store;
   ParamStoreScope scope(store);
   auto s = seed(6);

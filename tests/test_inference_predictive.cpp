@@ -62,7 +62,7 @@ TEST_CASE("Predictive from posterior samples conditions the model on each draw")
   CHECK(fewer(int64_t{2}, torch::Tensor()).at("x").size(0) == 2);
 }
 
-TEST_CASE("Importance estimates the log-evidence; with the exact posterior every weight is the evidence") {
+TEST_CASE("Importance estimates the log-evidence and with the exact posterior every weight is the evidence") {
   ParamStore store;
   ParamStoreScope scope(store);
   auto s = seed(23);
