@@ -257,13 +257,15 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
     if (s.infer.enum_dim != 0) weights.emplace_back(ordinal_of(s), s.unscaled_log_prob);
     else if (!s.fn->has_rsample()) weights.emplace_back(ordinal_of(s), s.unscaled_log_prob - s.unscaled_log_prob.detach());
   }
-  torch::Tensor elbo = torch::zeros({});
+  torch::Tensor elbo;
   for (const auto& [o, c] : costs) {
     torch::Tensor lw;
     for (const auto& [wo, w] : weights)
       if (subset(wo, o)) lw = lw.defined() ? lw + w : w;
-    elbo = elbo + (lw.defined() ? (lw.exp() * c).sum() : c.sum());
+    torch::Tensor term = lw.defined() ? (lw.exp() * c).sum() : c.sum();
+    elbo = elbo.defined() ? elbo + term : term;
   }
+  if (!elbo.defined()) elbo = torch::zeros({}, torch::kDouble);
   Particle p;
   p.loss = -elbo.detach().item<double>();
   p.surrogate = -elbo;
