@@ -257,3 +257,56 @@ TEST_CASE("enumeration's restrictions are errors that name the site or plate") {
     CHECK_THROWS_WITH_AS(tight.loss(model, none), doctest::Contains("'x'"), ValueError);
   }
 }
+
+namespace {
+torch::Tensor class_means() { return torch::tensor({-2.0, 0.0, 2.0}, torch::kDouble); }
+torch::Tensor class_probs() { return torch::tensor({0.2, 0.5, 0.3}, torch::kDouble); }
+}  // namespace
+
+TEST_CASE("TraceEnum_ELBO enumerates Categorical in the model and OneHotCategorical in the guide") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto x = data();
+  const int64_t n = x.size(0);
+  SUBCASE("model enumeration of a Categorical label: the mixture likelihood") {
+    auto model = config_enumerate([](const torch::Tensor& x) {
+      auto p = plate("data", x.size(0));
+      auto c = sample("c", dist::Categorical(class_probs()));
+      sample("x", Normal(class_means().index({c}), dbl(1.0)), x);
+    });
+    auto guide = [](const torch::Tensor&) {};
+    double ref = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (int k = 0; k < 3; ++k)
+        s += class_probs()[k].item<double>() * std::exp(log_normal(x[i].item<double>(), class_means()[k].item<double>()));
+      ref += std::log(s);
+    }
+    TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+    CHECK(elbo.loss(model, guide, x) == doctest::Approx(-ref).epsilon(1e-12));
+  }
+  SUBCASE("guide enumeration of a one-hot label (the semi-supervised VAE's unlabelled case)") {
+    auto model = [](const torch::Tensor& x) {
+      auto p = plate("data", x.size(0));
+      auto y = sample("y", dist::OneHotCategorical(class_probs()));
+      sample("x", Normal((y * class_means()).sum(-1), dbl(1.0)), x);
+    };
+    auto guide = config_enumerate([](const torch::Tensor& x) {
+      auto w = param("w", torch::tensor({0.1, -0.2, 0.3}, torch::kDouble));
+      auto v = param("v", torch::tensor({-1.0, 0.0, 1.0}, torch::kDouble));
+      auto p = plate("data", x.size(0));
+      sample("y", dist::OneHotCategorical(dist::Logits{w + x.unsqueeze(-1) * v}));
+    });
+    TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+    const double loss = elbo.loss_and_grads(model, guide, x);
+    // Reference: sum_i sum_k q_ik [log pi_k + log N(x_i | mu_k, 1) - log q_ik].
+    auto w = torch::tensor({0.1, -0.2, 0.3}, torch::kDouble).requires_grad_(true);
+    auto v = torch::tensor({-1.0, 0.0, 1.0}, torch::kDouble);
+    auto logq = torch::log_softmax(w + x.unsqueeze(-1) * v, -1);
+    auto loglik = -0.5 * (x.unsqueeze(-1) - class_means()).pow(2) - 0.5 * std::log(2 * M_PI);
+    auto ref = (logq.exp() * (class_probs().log() + loglik - logq)).sum();
+    CHECK(loss == doctest::Approx(-ref.item<double>()).epsilon(1e-12));
+    auto g = torch::autograd::grad({-ref}, {w})[0];
+    CHECK(torch::allclose(store.unconstrained("w").grad(), g, 1e-10, 1e-12));
+  }
+}
