@@ -32,6 +32,10 @@ std::string names_str(const std::vector<std::string>& names) {
 
 Shape full_shape(const dist::Distribution& d) { return concat(d.batch_shape(), d.event_shape()); }
 
+// Device-agnostic accumulation: totals start undefined and take the device of their terms.
+void add_to(torch::Tensor& total, const torch::Tensor& x) { total = total.defined() ? total + x : x; }
+torch::Tensor or_zero(const torch::Tensor& t) { return t.defined() ? t : torch::zeros({}, torch::kDouble); }
+
 bool all_finite(const torch::Tensor& t) {
   if (!t.defined() || !t.is_floating_point()) return true;
   return torch::isfinite(t.detach()).all().item<bool>();
@@ -284,19 +288,19 @@ torch::Tensor ELBO::compute_differentiable_loss(const Program& model, const Prog
 // ---------------------------------------------------------------- Trace_ELBO
 
 ELBO::Particle Trace_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
-  torch::Tensor elbo = torch::zeros({}), surrogate = torch::zeros({});
+  torch::Tensor elbo, surrogate;
   for (const auto& s : model_trace) {
     if (!is_sample(s)) continue;
-    elbo = elbo + s.log_prob_sum.detach();
-    surrogate = surrogate + s.log_prob_sum;
+    add_to(elbo, s.log_prob_sum.detach());
+    add_to(surrogate, s.log_prob_sum);
   }
   std::optional<LogR> log_r;
   for (const auto& s : guide_trace) {
     if (!is_sample(s)) continue;
-    elbo = elbo - s.log_prob_sum.detach();
+    add_to(elbo, -s.log_prob_sum.detach());
     if (s.is_observed || s.fn->has_rsample()) {
       // Pathwise: the entropy term log q(z(eps)) carries the gradient.
-      surrogate = surrogate - s.log_prob_sum;
+      add_to(surrogate, -s.log_prob_sum);
       continue;
     }
     // Score function: log q(z) * stop_grad(log p - log q), summed to z's plates.
@@ -312,22 +316,22 @@ ELBO::Particle Trace_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
     }
     // (As Pyro, no -log q term: its expected gradient is zero for a normalised q.)
     torch::Tensor r = log_r->sum_to(s.cond_indep_stack);
-    if (r.defined()) surrogate = surrogate + (r * s.unscaled_log_prob).sum();
+    if (r.defined()) add_to(surrogate, (r * s.unscaled_log_prob).sum());
   }
   Particle p;
-  p.loss = -elbo.item<double>();
-  p.surrogate = -surrogate;
+  p.loss = -or_zero(elbo).item<double>();
+  p.surrogate = -or_zero(surrogate);
   return p;
 }
 
 // ---------------------------------------------------------------- TraceMeanField_ELBO
 
 ELBO::Particle TraceMeanField_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
-  torch::Tensor elbo = torch::zeros({});
+  torch::Tensor elbo;
   for (const auto& m : model_trace) {
     if (!is_sample(m)) continue;
     if (m.is_observed) {
-      elbo = elbo + m.log_prob_sum;
+      add_to(elbo, m.log_prob_sum);
       continue;
     }
     const Site* g = guide_trace.find(m.name);
@@ -340,9 +344,9 @@ ELBO::Particle TraceMeanField_ELBO::particle(Trace& model_trace, Trace& guide_tr
       torch::Tensor k = *kl;
       if (g->mask.defined()) k = torch::where(g->mask, k, torch::zeros({}, k.options()));
       if (g->scale != 1.0) k = k * g->scale;
-      elbo = elbo - k.sum();
+      add_to(elbo, -k.sum());
     } else {
-      elbo = elbo + m.log_prob_sum - g->log_prob_sum;
+      add_to(elbo, m.log_prob_sum - g->log_prob_sum);
     }
   }
   for (const auto& g : guide_trace) {
@@ -350,8 +354,9 @@ ELBO::Particle TraceMeanField_ELBO::particle(Trace& model_trace, Trace& guide_tr
     if (!g.fn->has_rsample())
       throw ValueError(cat(name(), " needs reparameterisable guide sites, but auxiliary guide site '", g.name, "' (",
                            g.fn->name(), ") has no rsample"));
-    elbo = elbo - g.log_prob_sum;
+    add_to(elbo, -g.log_prob_sum);
   }
+  elbo = or_zero(elbo);
   Particle p;
   p.loss = -elbo.detach().item<double>();
   p.surrogate = -elbo;
@@ -385,20 +390,22 @@ std::pair<torch::Tensor, torch::Tensor> RenyiELBO::particles(const Program& mode
       auto moved = lp.movedim(pdim, 0);
       return moved.reshape({moved.size(0), -1}).sum(1).expand({k});
     };
-    torch::Tensor elbo = torch::zeros({}), surrogate = torch::zeros({});
+    torch::Tensor elbo, surrogate;
     for (const auto& s : model_trace) {
       if (!is_sample(s)) continue;
       auto lp = reduce(s.log_prob);
-      elbo = elbo + lp.detach();
-      surrogate = surrogate + lp;
+      add_to(elbo, lp.detach());
+      add_to(surrogate, lp);
     }
     for (const auto& s : guide_trace) {
       if (!is_sample(s)) continue;
       auto lp = reduce(s.log_prob);
-      elbo = elbo - lp.detach();
-      if (s.is_observed || s.fn->has_rsample()) surrogate = surrogate - lp;
-      else surrogate = surrogate + (alpha_ / (1.0 - alpha_)) * lp;
+      add_to(elbo, -lp.detach());
+      if (s.is_observed || s.fn->has_rsample()) add_to(surrogate, -lp);
+      else add_to(surrogate, (alpha_ / (1.0 - alpha_)) * lp);
     }
+    elbo = or_zero(elbo);
+    surrogate = or_zero(surrogate);
     if (o_.check_finite() && !all_finite(elbo)) throw_non_finite(elbo.sum().item<double>(), model_trace, guide_trace, name());
     elbos.push_back(elbo.expand(vec ? std::vector<int64_t>{k} : std::vector<int64_t>{}));
     if (with_grad) surrogates.push_back(surrogate);
