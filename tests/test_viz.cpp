@@ -114,6 +114,9 @@ TEST_CASE("image grid: [N, 784], [N, 28, 28] and [N, 1, 28, 28] give the same pi
   CHECK(torch::equal(a, b));
   CHECK(torch::equal(a, c));
   CHECK(torch::equal(a, d));
+  if (torch::cuda::is_available()) {
+    CHECK(torch::equal(a, make_image_grid(images.to(torch::Device(torch::kCUDA, 0)), ImageGridOptions().cols(3))));
+  }
 }
 
 TEST_CASE("image grid: PNG written, decodable, with the right size and pixels") {
