@@ -76,6 +76,11 @@ def main():
         f.write(buf.getvalue())
     expected["encoder_buffer.pt"] = describe(sd)
 
+    # 2b. The same tensors in a plain dict, which LibTorch's torch::pickle_load can read too:
+    #     the tests cross-check Ember's reader against it.
+    torch.save(dict(sd), os.path.join(OUT, "plain_dict.pt"))
+    expected["plain_dict.pt"] = describe(sd)
+
     # 3. Views: several tensors sharing one storage, with offsets and non-unit strides.
     base = torch.arange(20, dtype=torch.float32).reshape(4, 5) * 0.5 - 3.0
     views = collections.OrderedDict()

@@ -126,16 +126,30 @@ torch::Tensor json_tensor(const nlohmann::json& rows) {
 
 }  // namespace
 
-TEST_CASE("torch::pickle_load cannot read a torch.save state_dict (why Ember has its own reader)") {
-  // Documents the LibTorch limitation behind io/state_dict.cpp: its unpickler maps
-  // collections.OrderedDict to None. If a future LibTorch reads these files, revisit.
+TEST_CASE("torch::pickle_load and Ember's reader") {
+  // The LibTorch limitation behind io/state_dict.cpp: its unpickler maps
+  // collections.OrderedDict to None, so a real state_dict fails (LibTorch 1.13). A warning,
+  // not a failure, if some LibTorch version reads it.
   auto bytes = read_bytes(fixture("encoder.pt"));
   std::vector<char> data(bytes.begin(), bytes.end());
-  CHECK_THROWS(torch::pickle_load(data));
+  WARN_THROWS(torch::pickle_load(data));
+
+  // Where pickle_load does work (a plain dict), both readers agree exactly.
+  bytes = read_bytes(fixture("plain_dict.pt"));
+  auto theirs = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
+  auto ours = load_torch_state_dict(fixture("plain_dict.pt"));
+  REQUIRE(ours.size() == theirs.size());
+  size_t i = 0;
+  for (const auto& item : theirs) {
+    CHECK(item.key().toStringRef() == ours[i].first);
+    CHECK(torch::equal(item.value().toTensor(), ours[i].second));
+    ++i;
+  }
 }
 
 TEST_CASE("state_dict saved by file name: keys in order, dtypes, shapes, exact values") { check_file("encoder.pt"); }
 TEST_CASE("state_dict saved through a buffer (archive/ prefix)") { check_file("encoder_buffer.pt"); }
+TEST_CASE("a plain dict instead of an OrderedDict") { check_file("plain_dict.pt"); }
 TEST_CASE("views sharing one storage, with offsets and non-unit strides") { check_file("views.pt"); }
 TEST_CASE("float64, int64 (incl. > 32 bit), int32, bool, 0-dim and empty tensors") { check_file("mixed.pt"); }
 TEST_CASE("many entries (pickle memo past 255: LONG_BINPUT/LONG_BINGET)") { check_file("many.pt"); }
