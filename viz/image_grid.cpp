@@ -112,16 +112,17 @@ torch::Tensor make_image_grid(const torch::Tensor& images, const ImageGridOption
   }
   const int64_t n = x.size(0), h = x.size(1), w = x.size(2);
   if (n < 1 || h < 1 || w < 1) throw ShapeError(cat("image grid: images of shape ", shape, " hold no pixels"));
-  x = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  x = x.detach();
 
-  // Values: strictly [0, 1]; report the first offender.
+  // Values: strictly [0, 1] in the input's own dtype and device; report the first offender.
   auto bad = torch::logical_not((x >= 0) & (x <= 1));  // NaN compares false: caught here too
   if (bad.any().item<bool>()) {
     int64_t flat = bad.reshape(-1).nonzero()[0][0].item<int64_t>();
     int64_t img = flat / (h * w), row = (flat % (h * w)) / w, col = flat % w;
     throw ValueError(cat("image grid: images of shape ", shape, " must have values in [0, 1]; image ", img, " pixel (", row,
-                         ", ", col, ") is ", x.reshape(-1)[flat].item<float>()));
+                         ", ", col, ") is ", x.reshape(-1)[flat].item<double>()));
   }
+  x = x.to(torch::kCPU, torch::kFloat32).contiguous();
 
   // Grid size.
   int64_t rows = o.rows(), cols = o.cols();

@@ -1,6 +1,7 @@
 // Terminal progress bar: in-place redraw on a TTY, periodic plain lines elsewhere.
 #include "viz/progress.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -149,7 +150,14 @@ std::string ProgressBar::line() const {
 
 void ProgressBar::draw(bool final) {
   if (tty_) {
-    *os_ << '\r' << line() << "\x1b[K";
+    std::string text = line();
+    // Never wrap: a wrapped line cannot be redrawn with '\r'.
+    struct winsize ws {};
+    if (options_.stream() == nullptr && ::ioctl(::fileno(stderr), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 &&
+        text.size() >= ws.ws_col) {
+      text.resize(ws.ws_col - 1);
+    }
+    *os_ << '\r' << text << "\x1b[K";
     open_line_ = true;
   } else {
     *os_ << line() << '\n';
