@@ -6,6 +6,17 @@
 /// black), and writes an 8-bit greyscale PNG atomically (temporary file + rename), so a reader
 /// never sees a half-written picture and an interrupted run never destroys the previous one.
 /// Rows and columns can carry short ASCII labels (drawn with stb_easy_font).
+///
+/// Typical grids for the causal VAE:
+/// ```
+/// // Test images beside their reconstructions, 8 pairs per row (x, x_hat: [k, 784]).
+/// write_image_grid(out + "/reconstructions.png", torch::stack({x, x_hat}, 1).reshape({-1, 784}),
+///                  ImageGridOptions().cols(16).upscale(2));
+/// // One sample per (style, digit): rows handwritten/typed, columns 0..9 (samples: [20, 784]).
+/// write_image_grid(out + "/generated.png", samples,
+///                  ImageGridOptions().rows(2).cols(10).upscale(2).row_labels({"hand", "typed"})
+///                      .col_labels({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}));
+/// ```
 
 #include <torch/types.h>
 
