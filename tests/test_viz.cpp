@@ -164,6 +164,13 @@ TEST_CASE("image grid: row and column labels") {
   write_image_grid(out_path("labelled.png"), images, opts);
   CHECK(decode_file(out_path("labelled.png")).width == grid.size(1));
 
+  // The layout issue 7's `generate` uses: 2 styles x 10 digits.
+  auto generated = out_path("generated.png");
+  write_image_grid(generated, rings(20).reshape({20, 784}),
+                   ImageGridOptions().rows(2).cols(10).upscale(2).row_labels({"hand", "typed"})
+                       .col_labels({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}));
+  CHECK(decode_file(generated).height > 2 * (2 + 2 * 30));
+
   CHECK_THROWS_AS(make_image_grid(images, ImageGridOptions().rows(2).row_labels({"one"})), ValueError);
   CHECK_THROWS_AS(make_image_grid(images, ImageGridOptions().rows(2).col_labels({"a", "b"})), ValueError);
   CHECK_THROWS_AS(make_image_grid(images, ImageGridOptions().rows(2).row_labels({"tab\there", "x"})), ValueError);
