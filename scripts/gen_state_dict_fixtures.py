@@ -124,7 +124,8 @@ def main():
     torch.save(net.state_dict(), os.path.join(OUT, "batchnorm.pt"))
     expected["batchnorm.pt"] = describe(net.state_dict())
 
-    # 7. Damaged archives with valid zip CRCs: a truncated data.pkl, and a missing storage.
+    # 7. Damaged archives with valid zip CRCs: a truncated data.pkl, a missing storage, and a
+    #    storage shorter than the pickle says.
     with zipfile.ZipFile(os.path.join(OUT, "encoder.pt")) as src:
         entries = [(i.filename, src.read(i.filename)) for i in src.infolist()]
     with zipfile.ZipFile(os.path.join(OUT, "bad_pickle.pt"), "w", zipfile.ZIP_STORED) as dst:
@@ -135,6 +136,11 @@ def main():
         for name, data in entries:
             if name != "encoder/data/3":
                 dst.writestr(fixed_time(name.replace("encoder/", "missing_storage/")), data)
+
+    with zipfile.ZipFile(os.path.join(OUT, "short_storage.pt"), "w", zipfile.ZIP_STORED) as dst:
+        for name, data in entries:
+            dst.writestr(fixed_time(name.replace("encoder/", "short_storage/")),
+                         data[:-4] if name == "encoder/data/0" else data)
 
     # 8. Not a state_dict: a whole pickled module, and a bare tensor (both must be rejected).
     torch.save(enc, os.path.join(OUT, "whole_module.pt"))

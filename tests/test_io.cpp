@@ -322,6 +322,9 @@ TEST_CASE("unreadable and malformed files -> IOError naming the file") {
   SUBCASE("a storage missing from the archive") {
     expect_io_error(fixture("missing_storage.pt"), "no entry 'missing_storage/data/3'");
   }
+  SUBCASE("a storage shorter than its tensor") {
+    expect_io_error(fixture("short_storage.pt"), "entry 'short_storage/data/0' has 116 bytes; the pickle says 30 elements of Float");
+  }
   SUBCASE("legacy non-zip format") { expect_io_error(fixture("legacy.pt"), "legacy"); }
   SUBCASE("a whole pickled module") { expect_io_error(fixture("whole_module.pt"), "'__main__.Encoder'"); }
   SUBCASE("a bare tensor") { expect_io_error(fixture("tensor.pt"), "holds a tensor, not a dict of tensors"); }
