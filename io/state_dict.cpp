@@ -443,14 +443,22 @@ class Unpickler {
       auto size = ints(*args[2], "tensor size");
       auto stride = ints(*args[3], "tensor stride");
       if (size.size() != stride.size()) fail(cat(name, ": size ", shape_str(size), " and stride ", shape_str(stride), " differ in rank"));
-      // The furthest element the view reaches must lie inside the storage.
-      bool empty = false;
-      int64_t last = offset;
+      // The furthest element the view reaches must lie inside the storage (overflow-checked:
+      // the numbers come from the file).
+      bool empty = false, overflow = false;
+      int64_t last = offset, numel = 1;
       for (size_t i = 0; i < size.size(); ++i) {
         if (size[i] < 0 || stride[i] < 0) fail(cat(name, ": negative size or stride ", shape_str(size), " / ", shape_str(stride)));
-        if (size[i] == 0) empty = true;
-        else last += (size[i] - 1) * stride[i];
+        if (size[i] == 0) {
+          empty = true;
+          continue;
+        }
+        int64_t reach = 0;
+        overflow |= __builtin_mul_overflow(size[i] - 1, stride[i], &reach);
+        overflow |= __builtin_add_overflow(last, reach, &last);
+        overflow |= __builtin_mul_overflow(numel, size[i], &numel);
       }
+      if (overflow && !empty) fail(cat(name, ": size ", shape_str(size), " and stride ", shape_str(stride), " overflow 64 bits"));
       if (offset < 0 || (!empty && last >= s->flat.numel())) {
         fail(cat(name, ": a view of size ", shape_str(size), ", stride ", shape_str(stride), " at offset ", offset,
                  " reaches past its storage of ", s->flat.numel(), " elements"));
