@@ -1,1 +1,328 @@
+// The runtime: primitives, apply_stack order, plates, traces and the errors they raise.
 #include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "ppl/ppl.h"
+
+using namespace ember;
+using dist::Bernoulli;
+using dist::Normal;
+
+namespace {
+
+constexpr double kLogSqrt2Pi = 0.91893853320467274178;
+
+double normal_lp(double x, double mu, double sigma) {
+  double z = (x - mu) / sigma;
+  return -0.5 * z * z - std::log(sigma) - kLogSqrt2Pi;
+}
+
+// Records the order in which hooks run.
+struct Recorder : Messenger {
+  std::string tag;
+  std::vector<std::string>* log;
+  bool stop_here = false;
+  Recorder(std::string t, std::vector<std::string>* l, bool stop = false) : tag(std::move(t)), log(l), stop_here(stop) {
+    enter();
+  }
+  void process(Message& msg) override {
+    log->push_back("process " + tag);
+    if (stop_here) msg.stop = true;
+  }
+  void postprocess(Message&) override { log->push_back("post " + tag); }
+};
+
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("sample outside any handler draws from the distribution, or returns obs") {
+  torch::manual_seed(0);
+  auto x = sample("x", Normal(torch::zeros({3}), 1.0));
+  CHECK(x.sizes() == torch::IntArrayRef{3});
+  auto obs = torch::tensor({1.5});
+  CHECK(sample("y", Normal(0.0, 1.0), obs).equal(obs));
+  CHECK_FALSE(am_i_wrapped());
+}
+
+TEST_CASE("unobserved sample sites draw with rsample so pathwise gradients flow") {
+  auto loc = torch::zeros({}, torch::requires_grad());
+  auto tr = trace();
+  auto z = sample("z", Normal(loc, 1.0));
+  z.backward();
+  REQUIRE(loc.grad().defined());
+  CHECK(loc.grad().item<double>() == doctest::Approx(1.0));
+}
+
+TEST_CASE("apply_stack runs process innermost-first and postprocess outermost-first") {
+  std::vector<std::string> log;
+  {
+    Recorder outer("outer", &log);
+    Recorder inner("inner", &log);
+    sample("x", Normal(0.0, 1.0));
+  }
+  CHECK(log == std::vector<std::string>{"process inner", "process outer", "post outer", "post inner"});
+}
+
+TEST_CASE("msg.stop hides a message from outer handlers but visited ones postprocess") {
+  std::vector<std::string> log;
+  {
+    Recorder outer("outer", &log);
+    Recorder middle("middle", &log, /*stop=*/true);
+    Recorder inner("inner", &log);
+    sample("x", Normal(0.0, 1.0));
+  }
+  CHECK(log == std::vector<std::string>{"process inner", "process middle", "post middle", "post inner"});
+}
+
+TEST_CASE("handlers are removed when their scope ends, also on exceptions") {
+  CHECK(handler_stack().empty());
+  try {
+    auto tr = trace();
+    auto p = plate("data", 3);
+    CHECK(handler_stack().size() == 2);
+    throw std::runtime_error("boom");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK(handler_stack().empty());
+  CHECK(plate_dim_allocator().depth() == 0);
+}
+
+TEST_CASE("trace records sites in order with values, distributions and observed flags") {
+  auto model = [] {
+    auto mu = sample("mu", Normal(0.0, 1.0));
+    sample("x", Normal(mu, 1.0), torch::tensor(0.5));
+    return mu;
+  };
+  Trace t = trace(model).get_trace();
+  REQUIRE(t.size() == 2);
+  CHECK(t.sites()[0].name == "mu");
+  CHECK(t.sites()[1].name == "x");
+  CHECK_FALSE(t.at("mu").is_observed);
+  CHECK(t.at("x").is_observed);
+  CHECK(t.stochastic_nodes() == std::vector<std::string>{"mu"});
+  CHECK(t.observation_nodes() == std::vector<std::string>{"x"});
+  CHECK(t.reparameterized_nodes() == std::vector<std::string>{"mu"});
+  CHECK(t.return_value.equal(t.at("mu").value));
+  const double mu = t.at("mu").value.item<double>();
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(normal_lp(mu, 0, 1) + normal_lp(0.5, mu, 1)).epsilon(1e-6));
+}
+
+TEST_CASE("duplicate sample site names are an error naming the site") {
+  auto model = [] {
+    sample("x", Normal(0.0, 1.0));
+    sample("x", Normal(0.0, 1.0));
+  };
+  auto msg = error_of([&] { trace(model).get_trace(); });
+  CHECK(msg.find("Multiple sample sites named 'x'") != std::string::npos);
+  CHECK_THROWS_AS(trace(model).get_trace(), RuntimeError);
+}
+
+TEST_CASE("params may be read many times in one trace; a param and a sample cannot share a name") {
+  clear_param_store();
+  auto ok = [] {
+    param("w", torch::ones({2}));
+    param("w", torch::ones({2}));
+  };
+  CHECK_NOTHROW(trace(ok).get_trace());
+  auto bad = [] {
+    param("w", torch::ones({2}));
+    sample("w", Normal(0.0, 1.0));
+  };
+  CHECK(error_of([&] { trace(bad).get_trace(); }).find("already in the trace as a param") != std::string::npos);
+  clear_param_store();
+}
+
+TEST_CASE("plate broadcasts batch shapes and nested plates get distinct dims") {
+  int64_t outer_dim = 0, inner_dim = 0;
+  auto model = [&] {
+    auto a = plate("a", 3);
+    auto b = plate("b", 4);
+    outer_dim = a.dim();
+    inner_dim = b.dim();
+    return sample("x", Normal(0.0, 1.0));
+  };
+  Trace t = trace(model).get_trace();
+  CHECK(outer_dim == -1);
+  CHECK(inner_dim == -2);
+  CHECK(t.at("x").fn->batch_shape() == Shape{4, 3});
+  CHECK(t.at("x").value.sizes() == torch::IntArrayRef{4, 3});
+  const auto& stack = t.at("x").cond_indep_stack;
+  REQUIRE(stack.size() == 2);
+  CHECK(stack[0].name == "a");  // outermost first
+  CHECK(stack[1].name == "b");
+}
+
+TEST_CASE("plates with an explicit dim, and dims freed on exit") {
+  {
+    auto a = plate("a", 2, PlateOptions().dim(-2));
+    CHECK(a.dim() == -2);
+    auto b = plate("b", 5);
+    CHECK(b.dim() == -1);
+    auto c = plate("c", 7);
+    CHECK(c.dim() == -3);
+  }
+  auto d = plate("d", 2);
+  CHECK(d.dim() == -1);
+}
+
+TEST_CASE("two plates on one dim, or the same plate nested twice, are errors") {
+  auto a = plate("a", 2, PlateOptions().dim(-1));
+  CHECK(error_of([] { auto b = plate("b", 3, PlateOptions().dim(-1)); }).find("both use dim=-1") != std::string::npos);
+  CHECK(error_of([] { auto again = plate("a", 2); }).find("plate 'a' is already active") != std::string::npos);
+}
+
+TEST_CASE("a batch shape that does not broadcast with the plate names plate, site, dim and shapes") {
+  auto model = [] {
+    auto p = plate("data", 100);
+    sample("x", Normal(torch::zeros({50}), 1.0));
+  };
+  auto msg = error_of([&] { trace(model).get_trace(); });
+  CHECK(msg.find("plate('data')") != std::string::npos);
+  CHECK(msg.find("site 'x'") != std::string::npos);
+  CHECK(msg.find("dim -1") != std::string::npos);
+  CHECK(msg.find("size 100") != std::string::npos);
+  CHECK(msg.find("[50]") != std::string::npos);
+  CHECK_THROWS_AS(trace(model).get_trace(), ShapeError);
+}
+
+TEST_CASE("an obs whose shape does not match the distribution is an error, not a silent broadcast") {
+  auto column = [] {
+    auto p = plate("data", 5);
+    sample("x", Normal(0.0, 1.0), torch::zeros({5, 1}));  // would broadcast to [5, 5]
+  };
+  auto msg = error_of([&] { trace(column).get_trace(); });
+  CHECK(msg.find("sample site 'x'") != std::string::npos);
+  CHECK(msg.find("[5, 1]") != std::string::npos);
+  CHECK(msg.find("plate('data', 5, dim=-1)") != std::string::npos);
+  auto no_plate = [] { sample("x", Normal(0.0, 1.0), torch::zeros({5})); };
+  CHECK_THROWS_AS(trace(no_plate).get_trace(), ShapeError);
+  auto wrong_event = [] { sample("x", Normal(torch::zeros({3}), 1.0).to_event(1), torch::zeros({4})); };
+  CHECK_THROWS_AS(trace(wrong_event).get_trace(), ShapeError);
+  // Broadcasting *into* the distribution is fine.
+  auto scalar_obs = [] {
+    auto p = plate("data", 5);
+    sample("x", Normal(0.0, 1.0), torch::tensor(0.0));
+  };
+  CHECK_NOTHROW(trace(scalar_obs).get_trace());
+}
+
+TEST_CASE("a plate reused with a different size in one trace is an error") {
+  auto model = [] {
+    {
+      auto p = plate("data", 10);
+      sample("x", Normal(0.0, 1.0));
+    }
+    {
+      auto p = plate("data", 20);
+      sample("y", Normal(0.0, 1.0));
+    }
+  };
+  auto msg = error_of([&] { trace(model).get_trace(); });
+  CHECK(msg.find("plate 'data'") != std::string::npos);
+  CHECK(msg.find("20") != std::string::npos);
+  CHECK(msg.find("10") != std::string::npos);
+  // The same plate entered twice with the same size is fine.
+  auto twice = [] {
+    {
+      auto p = plate("data", 10);
+      sample("x", Normal(0.0, 1.0));
+    }
+    {
+      auto p = plate("data", 10);
+      sample("y", Normal(0.0, 1.0));
+    }
+  };
+  CHECK_NOTHROW(trace(twice).get_trace());
+}
+
+TEST_CASE("subsampling plates scale log-probs by size / subsample_size and index data") {
+  torch::manual_seed(1);
+  auto data = torch::arange(100, torch::kFloat);
+  torch::Tensor idx;
+  auto model = [&] {
+    auto p = plate("data", 100, PlateOptions().subsample_size(10));
+    idx = p.indices();
+    auto batch = p.subsample(data);
+    CHECK(batch.equal(data.index_select(0, idx)));
+    sample("x", Normal(0.0, 1.0), batch);
+  };
+  Trace t = trace(model).get_trace();
+  CHECK(t.at("x").scale == doctest::Approx(10.0));
+  CHECK(idx.size(0) == 10);
+  CHECK(std::get<0>(torch::_unique(idx)).size(0) == 10);
+  double expected = 0;
+  auto b = data.index_select(0, idx);
+  for (int i = 0; i < 10; ++i) expected += 10.0 * normal_lp(b[i].item<double>(), 0, 1);
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(expected).epsilon(1e-5));
+  // The plate's subsample site is in the trace but not among the latent variables.
+  CHECK(t.contains("data"));
+  CHECK(t.stochastic_nodes() == std::vector<std::string>{});
+}
+
+TEST_CASE("format_shapes tabulates batch | event shapes per site") {
+  auto model = [] {
+    auto p = plate("data", 6);
+    sample("z", Normal(torch::zeros({3}), 1.0).to_event(1));
+  };
+  Trace t = trace(model).get_trace();
+  t.compute_log_prob();
+  auto table = t.format_shapes();
+  CHECK(table.find("z") != std::string::npos);
+  CHECK(table.find("6 | 3") != std::string::npos);
+  CHECK(table.find("log_prob") != std::string::npos);
+}
+
+TEST_CASE("errors inside a traced function carry the partial trace's shapes") {
+  auto model = [] {
+    auto p = plate("data", 4);
+    sample("ok", Normal(0.0, 1.0));
+    sample("bad", Normal(torch::zeros({3}), 1.0));
+  };
+  auto msg = error_of([&] { trace(model).get_trace(); });
+  CHECK(msg.find("Trace Shapes:") != std::string::npos);
+  CHECK(msg.find("ok") != std::string::npos);
+}
+
+TEST_CASE("factor adds its log weight to the joint density") {
+  auto model = [] { factor("f", torch::tensor({1.5, -0.5})); };
+  Trace t = trace(model).get_trace();
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(1.0));
+  CHECK(t.at("f").is_observed);
+}
+
+TEST_CASE("deterministic records a value with zero log density") {
+  auto model = [] {
+    auto x = sample("x", Normal(0.0, 1.0));
+    return deterministic("y", 2 * x);
+  };
+  Trace t = trace(model).get_trace();
+  CHECK(t.at("y").value.equal(2 * t.at("x").value));
+  CHECK(t.at("y").infer.is_deterministic);
+  t.compute_log_prob();
+  CHECK(t.at("y").log_prob.item<double>() == 0.0);
+}
+
+TEST_CASE("module registers every parameter so the store trains the module") {
+  clear_param_store();
+  torch::nn::Linear lin(3, 2);
+  module("enc", lin);
+  auto& store = get_param_store();
+  CHECK(store.contains("enc$$$weight"));
+  CHECK(store.contains("enc$$$bias"));
+  CHECK(store.unconstrained("enc$$$weight").is_same(lin->weight));
+  // A param trace sees the module's parameters.
+  auto guide = [&] { module("enc", lin); };
+  Trace t = trace(guide).get_trace();
+  CHECK(t.param_nodes() == std::vector<std::string>{"enc$$$weight", "enc$$$bias"});
+  clear_param_store();
+}

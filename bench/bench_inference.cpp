@@ -1,0 +1,184 @@
+// Per-site overhead of Ember's handlers: trace + replay + condition, as one Trace_ELBO particle
+// runs them, for models with 1, 10 and 100 scalar latent sites, against a baseline in the same
+// process that makes the same distribution objects, draws and log-densities by hand.
+//
+//   bench_inference [--out FILE.json] [--quick]
+//
+// Reports microseconds per site as the least-squares slope over the three model sizes (the
+// intercept is the fixed cost of a run), the baseline's slope, and their difference: the
+// handlers' own cost per site. Results are printed and written as JSON.
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "inference/inference.h"
+#include "ppl/ppl.h"
+
+using namespace ember;
+using dist::Normal;
+
+namespace {
+
+struct Setup {
+  int64_t k;
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> locs, scales;
+  torch::Tensor obs = torch::tensor(0.5);
+  torch::Tensor zero = torch::tensor(0.0), one = torch::tensor(1.0);
+  explicit Setup(int64_t k_) : k(k_) {
+    for (int64_t i = 0; i < k; ++i) {
+      names.push_back("z" + std::to_string(i));
+      locs.push_back(torch::tensor(0.1 * static_cast<double>(i % 7)));
+      scales.push_back(torch::tensor(1.0 + 0.01 * static_cast<double>(i % 5)));
+    }
+  }
+};
+
+// Model: k latent sites z_i ~ N(0, 1) and one observation x ~ N(z_{k-1}, 1) (conditioned).
+void model(const Setup& s) {
+  torch::Tensor last;
+  for (int64_t i = 0; i < s.k; ++i) last = sample(s.names[i], Normal(s.zero, s.one));
+  sample("x", Normal(last, s.one));
+}
+// Guide: z_i ~ N(loc_i, scale_i).
+void guide(const Setup& s) {
+  for (int64_t i = 0; i < s.k; ++i) sample(s.names[i], Normal(s.locs[i], s.scales[i]));
+}
+
+// One ELBO particle through the handlers: trace(guide); trace(replay(condition(model))); log-probs.
+double handled(const Setup& s) {
+  Trace g;
+  {
+    TraceMessenger tm;
+    guide(s);
+    g = std::move(tm.trace());
+  }
+  Trace m;
+  {
+    TraceMessenger tm;
+    ReplayMessenger rm(g);
+    ConditionMessenger cm(ValueMap{{"x", s.obs}});
+    model(s);
+    m = std::move(tm.trace());
+  }
+  return (m.log_prob_sum() - g.log_prob_sum()).item<double>();
+}
+
+// The same arithmetic by hand: the same Normal objects, k rsamples, 2k + 1 log_probs.
+double raw(const Setup& s) {
+  std::vector<torch::Tensor> z(static_cast<size_t>(s.k));
+  torch::Tensor lq = torch::zeros({}), lp = torch::zeros({});
+  for (int64_t i = 0; i < s.k; ++i) {
+    auto q = std::make_shared<Normal>(s.locs[i], s.scales[i]);
+    z[i] = q->rsample();
+    lq = lq + q->log_prob(z[i]);
+  }
+  for (int64_t i = 0; i < s.k; ++i) {
+    auto p = std::make_shared<Normal>(s.zero, s.one);
+    lp = lp + p->log_prob(z[i]);
+  }
+  auto px = std::make_shared<Normal>(z.back(), s.one);
+  lp = lp + px->log_prob(s.obs);
+  return (lp - lq).item<double>();
+}
+
+// Full Trace_ELBO loss (validation checks included).
+double elbo_loss(const Setup& s, infer::Trace_ELBO& elbo) {
+  auto m = [&] {
+    ConditionMessenger cm(ValueMap{{"x", s.obs}});
+    model(s);
+  };
+  auto g = [&] { guide(s); };
+  return elbo.compute_loss(m, g);
+}
+
+// Median over trials of the mean seconds per call.
+template <class F>
+double time_per_call(F&& f, int reps, int trials) {
+  std::vector<double> t;
+  volatile double sink = 0;
+  for (int i = 0; i < std::max(1, reps / 10); ++i) sink = sink + f();  // warm-up
+  for (int j = 0; j < trials; ++j) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) sink = sink + f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Least-squares slope and intercept of y against x.
+std::pair<double, double> fit(const std::vector<double>& x, const std::vector<double>& y) {
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < x.size(); ++i) mx += x[i] / x.size(), my += y[i] / y.size();
+  double sxy = 0, sxx = 0;
+  for (size_t i = 0; i < x.size(); ++i) sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx);
+  const double slope = sxy / sxx;
+  return {slope, my - slope * mx};
+}
+
+// Runs the three model sizes and fits the slopes; `validate` switches distribution validation.
+nlohmann::json run_suite(bool validate, bool quick) {
+  dist::enable_validation(validate);
+  const std::vector<int64_t> sizes{1, 10, 100};
+  const int trials = quick ? 3 : 7;
+  std::vector<double> xs, t_handled, t_raw, t_elbo;
+  infer::Trace_ELBO elbo;
+  nlohmann::json rows = nlohmann::json::array();
+  std::cout << "validation " << (validate ? "on" : "off") << "\nsites  handled_us  raw_us  trace_elbo_us\n";
+  for (int64_t k : sizes) {
+    Setup s(k);
+    const int reps = static_cast<int>((quick ? 2000 : 10000) / (k + 4));
+    const double h = time_per_call([&] { return handled(s); }, reps, trials) * 1e6;
+    const double r = time_per_call([&] { return raw(s); }, reps, trials) * 1e6;
+    const double e = time_per_call([&] { return elbo_loss(s, elbo); }, reps, trials) * 1e6;
+    xs.push_back(static_cast<double>(k));
+    t_handled.push_back(h);
+    t_raw.push_back(r);
+    t_elbo.push_back(e);
+    rows.push_back({{"sites", k}, {"handled_us", h}, {"raw_us", r}, {"trace_elbo_us", e}});
+    std::cout << k << "  " << h << "  " << r << "  " << e << "\n";
+  }
+  auto [sh, ih] = fit(xs, t_handled);
+  auto [sr, ir] = fit(xs, t_raw);
+  auto [se, ie] = fit(xs, t_elbo);
+  std::cout << "slope (us/site): handled " << sh << ", raw baseline " << sr << ", Trace_ELBO.loss " << se << "\n"
+            << "handler overhead per site (handled - raw): " << sh - sr << " us; handled/raw ratio " << sh / sr << "\n\n";
+  return {{"validation", validate},
+          {"rows", rows},
+          {"handled_us_per_site", sh},
+          {"raw_baseline_us_per_site", sr},
+          {"trace_elbo_us_per_site", se},
+          {"handler_overhead_us_per_site", sh - sr},
+          {"handled_over_raw_ratio", sh / sr}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "bench_inference.json";
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) out = argv[++i];
+    if (a == "--quick") quick = true;
+  }
+  torch::manual_seed(0);
+  at::set_num_threads(1);
+  torch::NoGradGuard no_grad;
+  nlohmann::json j = {{"benchmark", "per-site overhead of trace+replay+condition (one Trace_ELBO particle)"},
+                      {"threads", 1},
+                      {"target_us_per_site", 5.0},
+                      {"pyro_1_8_4_us_per_site", 270.0},
+                      {"validation_on", run_suite(true, quick)},
+                      {"validation_off", run_suite(false, quick)}};
+  dist::enable_validation(true);
+  std::ofstream f(out);
+  f << j.dump(2) << "\n";
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}

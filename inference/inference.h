@@ -1,0 +1,8 @@
+#pragma once
+/// \file Umbrella header of Ember's inference library (namespace ember::infer).
+
+#include "inference/elbo.h"
+#include "inference/enum.h"
+#include "inference/optim.h"
+#include "inference/predictive.h"
+#include "inference/svi.h"

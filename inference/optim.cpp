@@ -1,0 +1,219 @@
+// Per-parameter optimisers (Pyro's PyroOptim) with hand-written, checkpointable update rules.
+#include "inference/optim.h"
+
+#include <cmath>
+
+#include "ppl/error.h"
+#include "ppl/param_store.h"
+
+namespace ember::infer {
+
+void Optimizer::step(const std::vector<std::string>& names) { step(names, get_param_store()); }
+
+void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
+  torch::NoGradGuard no_grad;
+  for (const auto& n : names) {
+    torch::Tensor p = store.unconstrained(n);
+    const torch::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    auto it = states_.find(n);
+    if (it == states_.end()) {
+      State s;
+      s.lr = initial_lr();
+      it = states_.emplace(n, std::move(s)).first;
+    }
+    update(p, g, it->second);
+  }
+  // As Pyro's zero_grads: gradients become zeros (not None) once a param has been stepped.
+  for (const auto& n : names) {
+    torch::Tensor p = store.unconstrained(n);
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+int64_t Optimizer::step_count(const std::string& param) const {
+  auto it = states_.find(param);
+  return it == states_.end() ? 0 : it->second.step;
+}
+
+double Optimizer::learning_rate(const std::string& param) const {
+  auto it = states_.find(param);
+  return it == states_.end() ? initial_lr() : it->second.lr;
+}
+
+torch::Tensor& Optimizer::buffer(State& s, const std::string& key, const torch::Tensor& p, double fill) {
+  auto it = s.buffers.find(key);
+  if (it == s.buffers.end())
+    it = s.buffers.emplace(key, torch::full_like(p, fill, torch::MemoryFormat::Preserve)).first;
+  return it->second;
+}
+
+namespace {
+constexpr const char* kSep = "$";
+}
+
+std::vector<ArchiveEntry> Optimizer::state_entries() const {
+  std::vector<ArchiveEntry> out;
+  for (const auto& [param, s] : states_) {
+    // One entry per buffer; a state without buffers still gets a marker entry for its step.
+    nlohmann::json meta = {{"param", param}, {"step", s.step}, {"lr", s.lr}};
+    if (s.buffers.empty()) {
+      ArchiveEntry e;
+      e.name = cat("optim", kSep, param, kSep);
+      e.tensor = torch::zeros({0});
+      e.meta = meta;
+      e.meta["buffer"] = "";
+      out.push_back(std::move(e));
+    }
+    for (const auto& [key, t] : s.buffers) {
+      ArchiveEntry e;
+      e.name = cat("optim", kSep, param, kSep, key);
+      e.tensor = t;
+      e.meta = meta;
+      e.meta["buffer"] = key;
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+nlohmann::json Optimizer::state_meta() const { return {{"algorithm", name()}, {"hyperparameters", hyperparameters()}}; }
+
+void Optimizer::load_state_entries(const std::vector<ArchiveEntry>& entries, const nlohmann::json& meta,
+                                   const std::string& source) {
+  const std::string algo = meta.value("algorithm", std::string());
+  if (algo != name())
+    throw ValueError(cat("'", source, "': the optimiser state was saved by ", algo.empty() ? "an unknown optimiser" : algo,
+                         " but this SVI uses ", name()));
+  std::map<std::string, State> loaded;
+  for (const auto& e : entries) {
+    if (e.name.rfind(cat("optim", kSep), 0) != 0) continue;
+    try {
+      const std::string param = e.meta.at("param").get<std::string>();
+      State& s = loaded[param];
+      s.step = e.meta.at("step").get<int64_t>();
+      s.lr = e.meta.at("lr").get<double>();
+      const std::string key = e.meta.at("buffer").get<std::string>();
+      if (!key.empty()) s.buffers[key] = e.tensor.clone();
+    } catch (const nlohmann::json::exception& ex) {
+      throw IOError(cat("'", source, "': optimiser entry '", e.name, "' has malformed metadata: ", ex.what()));
+    }
+  }
+  states_ = std::move(loaded);
+}
+
+// ---------------------------------------------------------------- update rules (torch.optim's formulas)
+
+nlohmann::json Adam::hyperparameters() const {
+  return {{"lr", o_.lr()}, {"betas", {o_.beta1(), o_.beta2()}}, {"eps", o_.eps()}, {"weight_decay", o_.weight_decay()},
+          {"amsgrad", o_.amsgrad()}};
+}
+
+void Adam::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
+  s.step += 1;
+  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
+  auto& m = buffer(s, "exp_avg", p);
+  auto& v = buffer(s, "exp_avg_sq", p);
+  m.mul_(o_.beta1()).add_(grad, 1 - o_.beta1());
+  v.mul_(o_.beta2()).addcmul_(grad, grad, 1 - o_.beta2());
+  const double bc1 = 1 - std::pow(o_.beta1(), static_cast<double>(s.step));
+  const double bc2 = 1 - std::pow(o_.beta2(), static_cast<double>(s.step));
+  torch::Tensor denom;
+  if (o_.amsgrad()) {
+    auto& vmax = buffer(s, "max_exp_avg_sq", p);
+    torch::maximum_out(vmax, vmax, v);
+    denom = (vmax.sqrt() / std::sqrt(bc2)).add_(o_.eps());
+  } else {
+    denom = (v.sqrt() / std::sqrt(bc2)).add_(o_.eps());
+  }
+  p.addcdiv_(m, denom, -s.lr / bc1);
+}
+
+nlohmann::json ClippedAdam::hyperparameters() const {
+  return {{"lr", o_.lr()},           {"betas", {o_.beta1(), o_.beta2()}}, {"eps", o_.eps()},
+          {"weight_decay", o_.weight_decay()}, {"clip_norm", o_.clip_norm()}, {"lrd", o_.lrd()}};
+}
+
+void ClippedAdam::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
+  // Pyro: the learning rate decays before each step; gradients are clamped elementwise.
+  s.lr *= o_.lrd();
+  grad = grad.clamp(-o_.clip_norm(), o_.clip_norm());
+  s.step += 1;
+  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
+  auto& m = buffer(s, "exp_avg", p);
+  auto& v = buffer(s, "exp_avg_sq", p);
+  m.mul_(o_.beta1()).add_(grad, 1 - o_.beta1());
+  v.mul_(o_.beta2()).addcmul_(grad, grad, 1 - o_.beta2());
+  auto denom = v.sqrt().add_(o_.eps());
+  const double bc1 = 1 - std::pow(o_.beta1(), static_cast<double>(s.step));
+  const double bc2 = 1 - std::pow(o_.beta2(), static_cast<double>(s.step));
+  p.addcdiv_(m, denom, -s.lr * std::sqrt(bc2) / bc1);
+}
+
+nlohmann::json SGD::hyperparameters() const {
+  return {{"lr", o_.lr()}, {"momentum", o_.momentum()}, {"dampening", o_.dampening()},
+          {"weight_decay", o_.weight_decay()}, {"nesterov", o_.nesterov()}};
+}
+
+void SGD::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
+  s.step += 1;
+  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
+  if (o_.momentum() != 0) {
+    auto it = s.buffers.find("momentum_buffer");
+    if (it == s.buffers.end()) {
+      it = s.buffers.emplace("momentum_buffer", grad.clone()).first;
+    } else {
+      it->second.mul_(o_.momentum()).add_(grad, 1 - o_.dampening());
+    }
+    grad = o_.nesterov() ? grad.add(it->second, o_.momentum()) : it->second;
+  }
+  p.add_(grad, -s.lr);
+}
+
+nlohmann::json RMSprop::hyperparameters() const {
+  return {{"lr", o_.lr()},           {"alpha", o_.alpha()},       {"eps", o_.eps()},
+          {"weight_decay", o_.weight_decay()}, {"momentum", o_.momentum()}, {"centered", o_.centered()}};
+}
+
+void RMSprop::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
+  s.step += 1;
+  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
+  auto& sq = buffer(s, "square_avg", p);
+  sq.mul_(o_.alpha()).addcmul_(grad, grad, 1 - o_.alpha());
+  torch::Tensor avg;
+  if (o_.centered()) {
+    auto& ga = buffer(s, "grad_avg", p);
+    ga.mul_(o_.alpha()).add_(grad, 1 - o_.alpha());
+    avg = sq.addcmul(ga, ga, -1).sqrt_();
+  } else {
+    avg = sq.sqrt();
+  }
+  avg.add_(o_.eps());
+  if (o_.momentum() > 0) {
+    auto& buf = buffer(s, "momentum_buffer", p);
+    buf.mul_(o_.momentum()).addcdiv_(grad, avg);
+    p.add_(buf, -s.lr);
+  } else {
+    p.addcdiv_(grad, avg, -s.lr);
+  }
+}
+
+nlohmann::json Adagrad::hyperparameters() const {
+  return {{"lr", o_.lr()},
+          {"lr_decay", o_.lr_decay()},
+          {"weight_decay", o_.weight_decay()},
+          {"initial_accumulator_value", o_.initial_accumulator_value()},
+          {"eps", o_.eps()}};
+}
+
+void Adagrad::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
+  auto& sum = buffer(s, "sum", p, o_.initial_accumulator_value());
+  s.step += 1;
+  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
+  const double clr = s.lr / (1 + static_cast<double>(s.step - 1) * o_.lr_decay());
+  sum.addcmul_(grad, grad, 1);
+  auto std = sum.sqrt().add_(o_.eps());
+  p.addcdiv_(grad, std, -clr);
+}
+
+}  // namespace ember::infer

@@ -1,0 +1,202 @@
+#pragma once
+/// \file Optimisers with one state per parameter, created lazily (Pyro's `PyroOptim`).
+///
+///     auto adam = ember::infer::Adam(ember::infer::AdamOptions().lr(0.01));
+///     // SVI calls adam.step(names) after backward: each param name gets its own state the
+///     // first time it is seen, so params created mid-training are handled.
+///
+/// The update rules are written out here (they follow torch.optim's formulas exactly, and
+/// Pyro's ClippedAdam), so that the whole state -- step counts, per-param learning rates,
+/// moment buffers -- is plain tensors that a checkpoint saves and restores bit for bit.
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ppl/tensor_archive.h"
+
+namespace ember {
+class ParamStore;
+}
+
+namespace ember::infer {
+
+/// torch.optim.Adam's options.
+struct AdamOptions {
+  TORCH_ARG(double, lr) = 1e-3;
+  TORCH_ARG(double, beta1) = 0.9;
+  TORCH_ARG(double, beta2) = 0.999;
+  TORCH_ARG(double, eps) = 1e-8;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(bool, amsgrad) = false;
+};
+
+/// Pyro's ClippedAdam: Adam whose gradients are clamped to [-clip_norm, clip_norm] and whose
+/// learning rate is multiplied by `lrd` at every step.
+struct ClippedAdamOptions {
+  TORCH_ARG(double, lr) = 1e-3;
+  TORCH_ARG(double, beta1) = 0.9;
+  TORCH_ARG(double, beta2) = 0.999;
+  TORCH_ARG(double, eps) = 1e-8;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(double, clip_norm) = 10.0;
+  TORCH_ARG(double, lrd) = 1.0;
+};
+
+/// torch.optim.SGD's options.
+struct SGDOptions {
+  TORCH_ARG(double, lr) = 1e-2;
+  TORCH_ARG(double, momentum) = 0.0;
+  TORCH_ARG(double, dampening) = 0.0;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(bool, nesterov) = false;
+};
+
+/// torch.optim.RMSprop's options.
+struct RMSpropOptions {
+  TORCH_ARG(double, lr) = 1e-2;
+  TORCH_ARG(double, alpha) = 0.99;
+  TORCH_ARG(double, eps) = 1e-8;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(double, momentum) = 0.0;
+  TORCH_ARG(bool, centered) = false;
+};
+
+/// torch.optim.Adagrad's options.
+struct AdagradOptions {
+  TORCH_ARG(double, lr) = 1e-2;
+  TORCH_ARG(double, lr_decay) = 0.0;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(double, initial_accumulator_value) = 0.0;
+  TORCH_ARG(double, eps) = 1e-10;
+};
+
+/// Base class: keeps one state per parameter name and updates the param store's
+/// unconstrained tensors in place from their `.grad`.
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  /// Updates each named param of `store` that has a gradient (creating its state on first
+  /// sight), then zeroes the gradients. Params without a gradient are left alone.
+  void step(const std::vector<std::string>& names, ParamStore& store);
+  /// As above on the current thread's param store.
+  void step(const std::vector<std::string>& names);
+
+  /// Name of the algorithm ("Adam", ...).
+  virtual std::string name() const = 0;
+  /// Hyper-parameters, as JSON (saved with the state, checked on load).
+  virtual nlohmann::json hyperparameters() const = 0;
+
+  /// Number of params with a state.
+  size_t num_states() const { return states_.size(); }
+  /// Step count of one param's state (0 if it has none).
+  int64_t step_count(const std::string& param) const;
+  /// Current learning rate of one param (ClippedAdam decays it per param).
+  double learning_rate(const std::string& param) const;
+
+  /// The whole state as archive entries named `optim$<param>$<buffer>`, with the step
+  /// count and learning rate in each param's meta.
+  std::vector<ArchiveEntry> state_entries() const;
+  /// Archive-level metadata: algorithm and hyper-parameters.
+  nlohmann::json state_meta() const;
+  /// Restores a state saved by `state_entries` (states of params not yet seen wait until
+  /// they are). `meta` must name the same algorithm; `source` names the file in errors.
+  void load_state_entries(const std::vector<ArchiveEntry>& entries, const nlohmann::json& meta, const std::string& source);
+  /// Forgets every state.
+  void reset() { states_.clear(); }
+
+ protected:
+  struct State {
+    int64_t step = 0;
+    double lr = 0.0;
+    std::map<std::string, torch::Tensor> buffers;
+  };
+  /// Initial learning rate of a new state.
+  virtual double initial_lr() const = 0;
+  /// Applies one update to `p` (a leaf; called under NoGradGuard) with gradient `grad`.
+  virtual void update(torch::Tensor& p, torch::Tensor grad, State& state) const = 0;
+  /// The buffer `key` of `state`, created as zeros like `p` (or `fill`) if absent.
+  static torch::Tensor& buffer(State& state, const std::string& key, const torch::Tensor& p, double fill = 0.0);
+
+ private:
+  std::map<std::string, State> states_;
+};
+
+using OptimizerPtr = std::shared_ptr<Optimizer>;
+
+class Adam : public Optimizer {
+ public:
+  explicit Adam(AdamOptions o = {}) : o_(o) {}
+  std::string name() const override { return "Adam"; }
+  nlohmann::json hyperparameters() const override;
+
+ protected:
+  double initial_lr() const override { return o_.lr(); }
+  void update(torch::Tensor& p, torch::Tensor grad, State& s) const override;
+
+ private:
+  AdamOptions o_;
+};
+
+class ClippedAdam : public Optimizer {
+ public:
+  explicit ClippedAdam(ClippedAdamOptions o = {}) : o_(o) {}
+  std::string name() const override { return "ClippedAdam"; }
+  nlohmann::json hyperparameters() const override;
+
+ protected:
+  double initial_lr() const override { return o_.lr(); }
+  void update(torch::Tensor& p, torch::Tensor grad, State& s) const override;
+
+ private:
+  ClippedAdamOptions o_;
+};
+
+class SGD : public Optimizer {
+ public:
+  explicit SGD(SGDOptions o = {}) : o_(o) {}
+  std::string name() const override { return "SGD"; }
+  nlohmann::json hyperparameters() const override;
+
+ protected:
+  double initial_lr() const override { return o_.lr(); }
+  void update(torch::Tensor& p, torch::Tensor grad, State& s) const override;
+
+ private:
+  SGDOptions o_;
+};
+
+class RMSprop : public Optimizer {
+ public:
+  explicit RMSprop(RMSpropOptions o = {}) : o_(o) {}
+  std::string name() const override { return "RMSprop"; }
+  nlohmann::json hyperparameters() const override;
+
+ protected:
+  double initial_lr() const override { return o_.lr(); }
+  void update(torch::Tensor& p, torch::Tensor grad, State& s) const override;
+
+ private:
+  RMSpropOptions o_;
+};
+
+class Adagrad : public Optimizer {
+ public:
+  explicit Adagrad(AdagradOptions o = {}) : o_(o) {}
+  std::string name() const override { return "Adagrad"; }
+  nlohmann::json hyperparameters() const override;
+
+ protected:
+  double initial_lr() const override { return o_.lr(); }
+  void update(torch::Tensor& p, torch::Tensor grad, State& s) const override;
+
+ private:
+  AdagradOptions o_;
+};
+
+}  // namespace ember::infer
