@@ -82,7 +82,8 @@ void write_reconstructions(CausalVAE& vae, const causal_vae::Batch& b, const std
   const int64_t n = b.image.size(0), rows = (n + per_row - 1) / per_row;
   std::vector<torch::Tensor> tiles;
   for (int64_t r = 0; r < rows; ++r) {
-    for (auto* src : {&b.image, &recon})
+    const torch::Tensor* sources[] = {&b.image, &recon};
+    for (const torch::Tensor* src : sources)
       for (int64_t c = 0; c < per_row; ++c) {
         int64_t i = r * per_row + c;
         tiles.push_back(i < n ? (*src)[i].cpu() : torch::zeros({b.image.size(1)}));
@@ -190,7 +191,7 @@ int train(TrainOptions& o) {
             << "  loss curve:       " << run.path("loss-curve.png") << "\n"
             << "  reconstructions:  " << run.path("reconstructions.png") << " (test images, reconstructions below)\n"
             << "  generated digits: " << run.path("prior-samples.png")
-            << " (rows: digits 0-9 twice, handwritten then typed)\n";
+            << " (rows: digits 0-9; columns: 4 handwritten, then 4 typed)\n";
   return 0;
 }
 
