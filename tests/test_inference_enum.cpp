@@ -373,3 +373,40 @@ TEST_CASE("TraceEnum_ELBO's Dice factors give unbiased score-function gradients 
     CHECK(std::abs(m - exact_grad[j].item<double>()) < 3 * se);
   }
 }
+
+TEST_CASE("TraceEnum_ELBO eliminates enumerated sites at three levels of nested plates") {
+  // g ~ Bern(0.4); outer plate j: a_j ~ Bern(0.3 + 0.4 g); inner plate i: c_ij ~ Bern(0.2 + 0.6 a_j);
+  // x_ij ~ N(c_ij + a_j + g, 1).
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto x = torch::tensor({{0.3, 1.9, -0.5}, {2.4, 1.1, 0.0}}, torch::kDouble);  // [outer 2, inner 3]
+  auto model = config_enumerate([](const torch::Tensor& x) {
+    auto g = sample("g", Bernoulli(dbl(0.4)));
+    auto outer = plate("outer", 2, PlateOptions().dim(-2));
+    auto a = sample("a", Bernoulli(0.3 + 0.4 * g));
+    auto inner = plate("inner", 3, PlateOptions().dim(-1));
+    auto c = sample("c", Bernoulli(0.2 + 0.6 * a));
+    sample("x", Normal(c + a + g, dbl(1.0)), x);
+  });
+  auto guide = [](const torch::Tensor&) {};
+  double total = 0;
+  for (int g = 0; g <= 1; ++g) {
+    double pg = g ? 0.4 : 0.6, prod_j = 1;
+    for (int j = 0; j < 2; ++j) {
+      double sum_a = 0;
+      for (int a = 0; a <= 1; ++a) {
+        const double pa1 = 0.3 + 0.4 * g, pc1 = 0.2 + 0.6 * a;
+        double prod_i = 1;
+        for (int i = 0; i < 3; ++i) {
+          const double xij = x[j][i].item<double>();
+          prod_i *= pc1 * std::exp(log_normal(xij, 1.0 + a + g)) + (1 - pc1) * std::exp(log_normal(xij, 0.0 + a + g));
+        }
+        sum_a += (a ? pa1 : 1 - pa1) * prod_i;
+      }
+      prod_j *= sum_a;
+    }
+    total += pg * prod_j;
+  }
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(2));
+  CHECK(elbo.loss(model, guide, x) == doctest::Approx(-std::log(total)).epsilon(1e-12));
+}
