@@ -84,7 +84,8 @@ struct Batch {
 
 class DigitDataset;
 
-/// The batches of one epoch in order: `for (const Batch& b : ds.epoch(...))`.
+/// The batches of one epoch in order: `for (const Batch& b : ds.epoch(...))`. Refers to its
+/// data set, which must outlive it.
 class Epoch {
  public:
   int64_t size() const { return num_batches_; }

@@ -98,7 +98,17 @@ std::string gzip(std::string_view bytes) {
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IOError(cat("cannot open '", path, "': ", std::strerror(errno)));
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string data;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size > 0) {  // a regular file: read it in one go
+    data.resize(size_t(size));
+    in.read(data.data(), size);
+    data.resize(size_t(in.gcount()));
+  }
+  in.clear();
+  data.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());  // pipes, growth
   if (in.bad()) throw IOError(cat("cannot read '", path, "'"));
   if (is_gzip(data)) return gunzip(data, path);
   return data;
@@ -418,7 +428,9 @@ DigitTable parse_tmnist_csv(std::string_view text, const std::string& name) {
   t.pixels.reserve(text.size() / 3);
   while (rd.next(cells)) {
     if (cells.size() != kCols) rd.fail_columns(cells.size(), kCols);
-    t.names.emplace_back(cells[0]);
+    std::string name(cells[0]);
+    for (size_t q = name.find("\"\""); q != std::string::npos; q = name.find("\"\"", q + 1)) name.erase(q, 1);
+    t.names.push_back(std::move(name));
     t.labels.push_back(read_label(rd, cells[1], 1));
     t.handwritten.push_back(0);
     t.source.push_back(-1);

@@ -88,7 +88,9 @@ DistPtr TransformedDistribution::expand(const Shape& batch_shape) const {
 }
 
 DistPtr TransformedDistribution::to(const torch::TensorOptions& options) const {
-  return std::make_shared<TransformedDistribution>(base_->to(options), transforms_, validate_args_);
+  std::vector<transforms::TransformPtr> moved;
+  for (const auto& t : transforms_) moved.push_back(t->to(options));
+  return std::make_shared<TransformedDistribution>(base_->to(options), std::move(moved), validate_args_);
 }
 
 std::string TransformedDistribution::to_string() const {

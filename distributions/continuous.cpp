@@ -352,9 +352,10 @@ InverseGamma::InverseGamma(TensorArg c, TensorArg r, std::optional<bool> validat
 
 torch::Tensor InverseGamma::rsample(const Shape& sample_shape) const {
   auto shape = extended_shape(sample_shape);
-  auto g = torch::_standard_gamma(concentration.expand(shape));
+  // 1 / Gamma(concentration, rate) draw, clamped as Gamma.rsample does.
+  auto g = torch::_standard_gamma(concentration.expand(shape)) / rate.expand(shape);
   g.detach().clamp_(finfo_tiny(g.scalar_type()));
-  return rate / g;
+  return g.reciprocal();
 }
 
 torch::Tensor InverseGamma::log_prob(const torch::Tensor& value) const {

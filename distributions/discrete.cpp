@@ -306,12 +306,11 @@ Multinomial::Multinomial(int64_t n, Logits logits_, std::optional<bool> validate
 
 torch::Tensor Multinomial::sample(const Shape& sample_shape) const {
   torch::NoGradGuard no_grad;
-  auto k = probs.size(-1);
   auto counts = torch::zeros(extended_shape(sample_shape), probs.options());
   if (total_count_ == 0) return counts;
-  // [n] + sample_shape + batch category indices, one-hot summed over the draws.
-  auto idx = draw_categories(probs, concat({total_count_}, sample_shape), batch_shape_);
-  return torch::one_hot(idx, k).to(probs.dtype()).sum(0);
+  // [n] + sample_shape + batch category indices, moved last and counted per category.
+  auto idx = draw_categories(probs, concat({total_count_}, sample_shape), batch_shape_).movedim(0, -1);
+  return counts.scatter_add_(-1, idx, torch::ones_like(idx, probs.options()));
 }
 
 torch::Tensor Multinomial::log_prob(const torch::Tensor& value) const {

@@ -153,6 +153,13 @@ KLRegistry::KLRegistry() {
   add<Poisson, Poisson>(*this, kl_poisson);
   add<Uniform, Uniform>(*this, kl_uniform);
   add<MultivariateNormal, MultivariateNormal>(*this, kl_mvn);
+  add<MaskedDistribution, MaskedDistribution>(*this, [](const MaskedDistribution& p, const MaskedDistribution& q) {
+    const auto& m = p.mask_tensor();
+    if (m.sizes() != q.mask_tensor().sizes() || !torch::equal(m, q.mask_tensor().to(m.device())))
+      throw NotImplementedError("kl_divergence(MaskedDistribution, MaskedDistribution): the masks differ");
+    auto kl = kl_divergence(*p.base(), *q.base());
+    return torch::where(m, kl, torch::zeros({}, kl.options()));
+  });
   add<Independent, Independent>(*this, [](const Independent& p, const Independent& q) {
     if (p.reinterpreted_batch_ndims() != q.reinterpreted_batch_ndims())
       throw NotImplementedError(cat("kl_divergence(Independent, Independent): the distributions reinterpret ",

@@ -5,9 +5,10 @@
 /// Built in: (Normal, Normal), (Bernoulli, Bernoulli), (Categorical, Categorical),
 /// (OneHotCategorical, OneHotCategorical), (Beta, Beta), (Gamma, Gamma),
 /// (Dirichlet, Dirichlet), (Exponential, Exponential), (Laplace, Laplace),
-/// (Poisson, Poisson), (Uniform, Uniform), (MultivariateNormal, MultivariateNormal), and
+/// (Poisson, Poisson), (Uniform, Uniform), (MultivariateNormal, MultivariateNormal),
 /// (Independent, Independent) by reducing to the base pair and summing the reinterpreted
-/// dims. User code adds pairs with `register_kl`.
+/// dims, and (MaskedDistribution, MaskedDistribution) with equal masks (masked entries 0).
+/// User code adds pairs with `register_kl`.
 
 #include <functional>
 #include <typeindex>

@@ -78,6 +78,9 @@ struct Affine : Transform {
     if ((scale < 0).all().item<bool>()) return -1;
     return 0;
   }
+  TransformPtr to(const torch::TensorOptions& options) const override {
+    return std::make_shared<Affine>(loc.to(options), scale.to(options), event_dim);
+  }
   std::string name() const override { return "affine"; }
 };
 
@@ -155,6 +158,11 @@ struct Compose : Transform {
     int s = 1;
     for (const auto& t : parts) s *= t->sign();
     return s;
+  }
+  TransformPtr to(const torch::TensorOptions& options) const override {
+    std::vector<TransformPtr> moved;
+    for (const auto& t : parts) moved.push_back(t->to(options));
+    return std::make_shared<Compose>(std::move(moved));
   }
   std::string name() const override {
     std::string s = "compose(";
@@ -242,6 +250,9 @@ struct IndependentT : Transform {
   std::vector<int64_t> forward_shape(std::vector<int64_t> s) const override { return base->forward_shape(std::move(s)); }
   std::vector<int64_t> inverse_shape(std::vector<int64_t> s) const override { return base->inverse_shape(std::move(s)); }
   constraints::ConstraintPtr codomain() const override { return constraints::independent(base->codomain(), n); }
+  TransformPtr to(const torch::TensorOptions& options) const override {
+    return std::make_shared<IndependentT>(base->to(options), n);
+  }
   std::string name() const override { return cat("independent(", base->name(), ", ", n, ")"); }
 };
 

@@ -20,7 +20,7 @@
 namespace ember::transforms {
 
 /// An invertible map y = f(x) with the log absolute determinant of its Jacobian.
-class Transform {
+class Transform : public std::enable_shared_from_this<Transform> {
  public:
   virtual ~Transform() = default;
   /// y = f(x).
@@ -44,6 +44,10 @@ class Transform {
   /// +1 for increasing, -1 for decreasing scalar bijections, 0 if not monotone or not
   /// scalar (TransformedDistribution's cdf/icdf need a monotone scalar map).
   virtual int sign() const { return 0; }
+  /// The same transform with its tensor coefficients (if any) moved to `options`' device
+  /// and floating dtype; transforms without tensors return themselves. Transforms must be
+  /// owned by a shared_ptr (TransformPtr), as every factory here makes them.
+  virtual std::shared_ptr<const Transform> to(const torch::TensorOptions& options) const { return shared_from_this(); }
   /// Readable name for messages.
   virtual std::string name() const = 0;
   /// Applies the transform: `(*t)(x)`.

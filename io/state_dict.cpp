@@ -54,31 +54,46 @@ class ZipArchive {
     return n;
   }
   zip_int64_t size() const { return zip_get_num_entries(zip_, 0); }
-  bool contains(const std::string& entry) const { return zip_name_locate(zip_, entry.c_str(), ZIP_FL_ENC_RAW) >= 0; }
-
-  /// The whole uncompressed contents of `entry` (libzip checks its CRC).
-  std::string read(const std::string& entry) const {
+  /// The index of `entry`; IOError if absent.
+  zip_uint64_t locate(const std::string& entry) const {
     zip_int64_t index = zip_name_locate(zip_, entry.c_str(), ZIP_FL_ENC_RAW);
     if (index < 0) throw IOError(cat("state_dict '", path_, "': the archive has no entry '", entry, "'"));
+    return zip_uint64_t(index);
+  }
+  bool contains(const std::string& entry) const { return zip_name_locate(zip_, entry.c_str(), ZIP_FL_ENC_RAW) >= 0; }
+
+  /// The uncompressed size of `entry`.
+  uint64_t entry_size(const std::string& entry) const {
     zip_stat_t st;
     zip_stat_init(&st);
-    if (zip_stat_index(zip_, index, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
+    if (zip_stat_index(zip_, locate(entry), 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
       throw IOError(cat("state_dict '", path_, "': cannot stat entry '", entry, "': ", zip_strerror(zip_)));
     }
-    zip_file_t* f = zip_fopen_index(zip_, index, 0);
+    return st.size;
+  }
+
+  /// Reads all `size` bytes of `entry` (its size per entry_size()) into `dst`; libzip checks
+  /// the entry's CRC.
+  void read_into(const std::string& entry, void* dst, uint64_t size) const {
+    zip_file_t* f = zip_fopen_index(zip_, locate(entry), 0);
     if (!f) throw IOError(cat("state_dict '", path_, "': cannot open entry '", entry, "': ", zip_strerror(zip_)));
-    std::string out(st.size, '\0');
-    zip_int64_t got = st.size ? zip_fread(f, out.data(), st.size) : 0;
+    zip_int64_t got = size ? zip_fread(f, dst, size) : 0;
     std::string why = got < 0 ? zip_file_strerror(f) : "";
     // Reading past the end makes libzip compare the CRC of the whole entry.
     char extra;
-    zip_int64_t tail = got == static_cast<zip_int64_t>(st.size) ? zip_fread(f, &extra, 1) : 0;
+    zip_int64_t tail = got == static_cast<zip_int64_t>(size) ? zip_fread(f, &extra, 1) : 0;
     if (tail < 0) why = zip_file_strerror(f);
     zip_fclose(f);
     if (got < 0 || tail < 0) throw IOError(cat("state_dict '", path_, "': entry '", entry, "' is corrupt (", why, ")"));
-    if (got != static_cast<zip_int64_t>(st.size) || tail != 0) {
-      throw IOError(cat("state_dict '", path_, "': entry '", entry, "' has ", got, " bytes, its header says ", st.size));
+    if (got != static_cast<zip_int64_t>(size) || tail != 0) {
+      throw IOError(cat("state_dict '", path_, "': entry '", entry, "' has ", got, " bytes, its header says ", size));
     }
+  }
+
+  /// The whole uncompressed contents of `entry`.
+  std::string read(const std::string& entry) const {
+    std::string out(entry_size(entry), '\0');
+    read_into(entry, out.data(), out.size());
     return out;
   }
 
@@ -394,14 +409,15 @@ class Unpickler {
       return cached->second;
     }
     std::string entry = prefix_ + "data/" + key;
-    std::string raw = zip_.read(entry);
-    size_t item = c10::elementSize(*dtype);
-    if (raw.size() % item != 0 || raw.size() / item != static_cast<uint64_t>(numel)) {
-      throw IOError(cat("state_dict '", path_, "': entry '", entry, "' has ", raw.size(), " bytes; the pickle says ",
-                        numel, " elements of ", c10::toString(*dtype), " (", numel * int64_t(item), " bytes)"));
+    const uint64_t bytes = zip_.entry_size(entry);
+    const uint64_t item = c10::elementSize(*dtype);
+    if (bytes % item != 0 || bytes / item != static_cast<uint64_t>(numel)) {
+      throw IOError(cat("state_dict '", path_, "': entry '", entry, "' has ", bytes, " bytes; the pickle says ", numel,
+                        " elements of ", c10::toString(*dtype), " (", numel, " x ", item, " bytes)"));
     }
+    // Straight from the archive into the tensor's memory.
     auto flat = torch::empty({numel}, torch::TensorOptions().dtype(*dtype));
-    if (!raw.empty()) std::memcpy(flat.data_ptr(), raw.data(), raw.size());
+    zip_.read_into(entry, flat.data_ptr(), bytes);
     auto v = make(Storage{flat});
     storages_.emplace(key, v);
     return v;
@@ -427,14 +443,22 @@ class Unpickler {
       auto size = ints(*args[2], "tensor size");
       auto stride = ints(*args[3], "tensor stride");
       if (size.size() != stride.size()) fail(cat(name, ": size ", shape_str(size), " and stride ", shape_str(stride), " differ in rank"));
-      // The furthest element the view reaches must lie inside the storage.
-      bool empty = false;
-      int64_t last = offset;
+      // The furthest element the view reaches must lie inside the storage (overflow-checked:
+      // the numbers come from the file).
+      bool empty = false, overflow = false;
+      int64_t last = offset, numel = 1;
       for (size_t i = 0; i < size.size(); ++i) {
         if (size[i] < 0 || stride[i] < 0) fail(cat(name, ": negative size or stride ", shape_str(size), " / ", shape_str(stride)));
-        if (size[i] == 0) empty = true;
-        else last += (size[i] - 1) * stride[i];
+        if (size[i] == 0) {
+          empty = true;
+          continue;
+        }
+        int64_t reach = 0;
+        overflow |= __builtin_mul_overflow(size[i] - 1, stride[i], &reach);
+        overflow |= __builtin_add_overflow(last, reach, &last);
+        overflow |= __builtin_mul_overflow(numel, size[i], &numel);
       }
+      if (overflow && !empty) fail(cat(name, ": size ", shape_str(size), " and stride ", shape_str(stride), " overflow 64 bits"));
       if (offset < 0 || (!empty && last >= s->flat.numel())) {
         fail(cat(name, ": a view of size ", shape_str(size), ", stride ", shape_str(stride), " at offset ", offset,
                  " reaches past its storage of ", s->flat.numel(), " elements"));

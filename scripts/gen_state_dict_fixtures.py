@@ -10,12 +10,14 @@ protocol 2), exactly as a user of the book's Pyro code would save a model. Besid
 .pt files, `expected.json` records, per file, the keys in saved order with dtype, shape
 and the values (flattened in row-major order of the logical tensor, so views and
 non-contiguous tensors are checked through their strides). The output is deterministic
-(fixed seed), so rerunning only rewrites the same files.
+(fixed seed, fixed zip dates), so rerunning rewrites the same files, except legacy.pt, whose
+old format records storage ids that change from run to run.
 """
 import collections
 import io
 import json
 import os
+import zipfile
 
 import torch
 from torch import nn
@@ -36,6 +38,11 @@ class Encoder(nn.Module):
     def forward(self, x):
         h = self.softplus(self.fc1(x))
         return self.fc21(h), torch.exp(self.fc22(h))
+
+
+def fixed_time(name):
+    """A zip entry dated like torch.save's (1980-01-01), so reruns write identical files."""
+    return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
 
 
 def describe(state):
@@ -69,6 +76,11 @@ def main():
         f.write(buf.getvalue())
     expected["encoder_buffer.pt"] = describe(sd)
 
+    # 2b. The same tensors in a plain dict, which LibTorch's torch::pickle_load can read too:
+    #     the tests cross-check Ember's reader against it.
+    torch.save(dict(sd), os.path.join(OUT, "plain_dict.pt"))
+    expected["plain_dict.pt"] = describe(sd)
+
     # 3. Views: several tensors sharing one storage, with offsets and non-unit strides.
     base = torch.arange(20, dtype=torch.float32).reshape(4, 5) * 0.5 - 3.0
     views = collections.OrderedDict()
@@ -98,11 +110,43 @@ def main():
     torch.save(many, os.path.join(OUT, "many.pt"))
     expected["many.pt"] = describe(many)
 
-    # 6. Not a state_dict: a whole pickled module, and a bare tensor (both must be rejected).
+    # 6. Buffers beside parameters: BatchNorm's running statistics and its int64 counter,
+    #    updated by two training-mode forward passes.
+    class WithNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(6, 5)
+            self.bn1 = nn.BatchNorm1d(5)
+
+    net = WithNorm()
+    for _ in range(2):
+        net.bn1(net.fc1(torch.randn(8, 6)))
+    torch.save(net.state_dict(), os.path.join(OUT, "batchnorm.pt"))
+    expected["batchnorm.pt"] = describe(net.state_dict())
+
+    # 7. Damaged archives with valid zip CRCs: a truncated data.pkl, a missing storage, and a
+    #    storage shorter than the pickle says.
+    with zipfile.ZipFile(os.path.join(OUT, "encoder.pt")) as src:
+        entries = [(i.filename, src.read(i.filename)) for i in src.infolist()]
+    with zipfile.ZipFile(os.path.join(OUT, "bad_pickle.pt"), "w", zipfile.ZIP_STORED) as dst:
+        for name, data in entries:
+            dst.writestr(fixed_time(name.replace("encoder/", "bad_pickle/")),
+                         data[:300] if name.endswith("data.pkl") else data)
+    with zipfile.ZipFile(os.path.join(OUT, "missing_storage.pt"), "w", zipfile.ZIP_STORED) as dst:
+        for name, data in entries:
+            if name != "encoder/data/3":
+                dst.writestr(fixed_time(name.replace("encoder/", "missing_storage/")), data)
+
+    with zipfile.ZipFile(os.path.join(OUT, "short_storage.pt"), "w", zipfile.ZIP_STORED) as dst:
+        for name, data in entries:
+            dst.writestr(fixed_time(name.replace("encoder/", "short_storage/")),
+                         data[:-4] if name == "encoder/data/0" else data)
+
+    # 8. Not a state_dict: a whole pickled module, and a bare tensor (both must be rejected).
     torch.save(enc, os.path.join(OUT, "whole_module.pt"))
     torch.save(torch.ones(2, 2), os.path.join(OUT, "tensor.pt"))
 
-    # 7. The legacy (pre-1.6, non-zip) format: the reader must reject it clearly.
+    # 9. The legacy (pre-1.6, non-zip) format: the reader must reject it clearly.
     torch.save(sd, os.path.join(OUT, "legacy.pt"), _use_new_zipfile_serialization=False)
 
     # The encoder's output for a fixed input, to check a C++ port end to end.

@@ -153,6 +153,23 @@ TEST_CASE("golden values: log_prob, moments, entropy, cdf, icdf match torch.dist
     if (c.contains("cdf")) check_close(d->cdf(value), decode(c.at("cdf"), dt), dt, label + " cdf");
     if (c.contains("icdf"))
       check_close(d->icdf(decode(c.at("icdf_p"), dt)), decode(c.at("icdf"), dt), dt, label + " icdf");
+    // Generic interface checks on every fixture distribution: sample shapes and dtypes,
+    // expand (log_prob unchanged along the new dim), clone, and a dtype round trip.
+    const auto ext = d->extended_shape({3});
+    auto draw = d->sample({3});
+    CHECK(to_shape(draw.sizes()) == ext);
+    if (d->has_rsample()) {
+      auto rdraw = d->rsample({3});
+      CHECK(to_shape(rdraw.sizes()) == ext);
+      CHECK(static_cast<int>(rdraw.scalar_type()) == static_cast<int>(dt));
+    }
+    auto expanded = d->expand(concat({2}, d->batch_shape()));
+    CHECK(expanded->batch_shape() == concat({2}, d->batch_shape()));
+    check_close(expanded->log_prob(value), decode(c.at("log_prob"), dt), dt, label + " log_prob after expand");
+    check_close(d->clone()->log_prob(value), decode(c.at("log_prob"), dt), dt, label + " log_prob after clone");
+    auto other = dt == torch::kDouble ? torch::kFloat : torch::kDouble;
+    auto moved = d->to(torch::TensorOptions().dtype(other))->to(torch::TensorOptions().dtype(dt));
+    CHECK(moved->options().dtype() == torch::TensorOptions().dtype(dt).dtype());
     if (c.contains("enumerate_support"))
       check_close(d->enumerate_support(true), decode(c.at("enumerate_support"), dt), dt, label + " enumerate_support");
   }

@@ -126,19 +126,46 @@ torch::Tensor json_tensor(const nlohmann::json& rows) {
 
 }  // namespace
 
-TEST_CASE("torch::pickle_load cannot read a torch.save state_dict (why Ember has its own reader)") {
-  // Documents the LibTorch limitation behind io/state_dict.cpp: its unpickler maps
-  // collections.OrderedDict to None. If a future LibTorch reads these files, revisit.
+TEST_CASE("torch::pickle_load and Ember's reader") {
+  // The LibTorch limitation behind io/state_dict.cpp: its unpickler maps
+  // collections.OrderedDict to None, so a real state_dict fails (LibTorch 1.13). A warning,
+  // not a failure, if some LibTorch version reads it.
   auto bytes = read_bytes(fixture("encoder.pt"));
   std::vector<char> data(bytes.begin(), bytes.end());
-  CHECK_THROWS(torch::pickle_load(data));
+  WARN_THROWS(torch::pickle_load(data));
+
+  // Where pickle_load does work (a plain dict), both readers agree exactly.
+  bytes = read_bytes(fixture("plain_dict.pt"));
+  auto theirs = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
+  auto ours = load_torch_state_dict(fixture("plain_dict.pt"));
+  REQUIRE(ours.size() == theirs.size());
+  size_t i = 0;
+  for (const auto& item : theirs) {
+    CHECK(item.key().toStringRef() == ours[i].first);
+    CHECK(torch::equal(item.value().toTensor(), ours[i].second));
+    ++i;
+  }
 }
 
 TEST_CASE("state_dict saved by file name: keys in order, dtypes, shapes, exact values") { check_file("encoder.pt"); }
 TEST_CASE("state_dict saved through a buffer (archive/ prefix)") { check_file("encoder_buffer.pt"); }
+TEST_CASE("a plain dict instead of an OrderedDict") { check_file("plain_dict.pt"); }
 TEST_CASE("views sharing one storage, with offsets and non-unit strides") { check_file("views.pt"); }
 TEST_CASE("float64, int64 (incl. > 32 bit), int32, bool, 0-dim and empty tensors") { check_file("mixed.pt"); }
 TEST_CASE("many entries (pickle memo past 255: LONG_BINPUT/LONG_BINGET)") { check_file("many.pt"); }
+
+TEST_CASE("parameters and buffers (BatchNorm running statistics, int64 counter)") {
+  check_file("batchnorm.pt");
+  struct WithNorm : torch::nn::Module {
+    torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(6, 5))};
+    torch::nn::BatchNorm1d bn1{register_module("bn1", torch::nn::BatchNorm1d(5))};
+  } m;
+  load_state_dict_into(m, fixture("batchnorm.pt"));
+  auto sd = load_torch_state_dict(fixture("batchnorm.pt"));
+  CHECK(torch::equal(m.bn1->running_mean, sd[4].second));
+  CHECK(torch::equal(m.bn1->running_var, sd[5].second));
+  CHECK(m.bn1->num_batches_tracked.item<int64_t>() == 2);
+}
 
 TEST_CASE("tensors from shared storages do not alias each other") {
   auto sd = load_torch_state_dict(fixture("views.pt"));
@@ -160,6 +187,19 @@ TEST_CASE("load_state_dict_into copies the book's encoder and reproduces PyTorch
   CHECK(torch::allclose(scale, json_tensor(fwd["scale"]), 1e-5, 1e-6));
   CHECK_FALSE(enc->fc1->weight.grad().defined());
   CHECK(enc->fc1->weight.requires_grad());
+
+  // Float64 parameters receive converted values; so do parameters on a GPU, when there is one.
+  Encoder enc64;
+  enc64->to(torch::kFloat64);
+  load_state_dict_into(*enc64, fixture("encoder.pt"));
+  CHECK(torch::equal(enc64->fc1->weight, sd[0].second.to(torch::kFloat64)));
+  if (torch::cuda::is_available()) {
+    Encoder gpu;
+    gpu->to(torch::Device(torch::kCUDA, 0));
+    load_state_dict_into(*gpu, fixture("encoder.pt"));
+    CHECK(gpu->fc21->weight.device().is_cuda());
+    CHECK(torch::equal(gpu->fc21->weight.cpu(), sd[2].second));
+  }
 }
 
 TEST_CASE("load_state_dict_into renames keys through a key map") {
@@ -274,6 +314,16 @@ TEST_CASE("unreadable and malformed files -> IOError naming the file") {
     auto p = temp_path("corrupt.pt");
     write_bytes(p, bad);
     expect_io_error(p, "encoder/data/0");
+  }
+  SUBCASE("a truncated data.pkl inside a valid zip") {
+    expect_io_error(fixture("bad_pickle.pt"), "bad_pickle/data.pkl at byte");
+    expect_io_error(fixture("bad_pickle.pt"), "unexpected end of the pickle");
+  }
+  SUBCASE("a storage missing from the archive") {
+    expect_io_error(fixture("missing_storage.pt"), "no entry 'missing_storage/data/3'");
+  }
+  SUBCASE("a storage shorter than its tensor") {
+    expect_io_error(fixture("short_storage.pt"), "entry 'short_storage/data/0' has 116 bytes; the pickle says 30 elements of Float");
   }
   SUBCASE("legacy non-zip format") { expect_io_error(fixture("legacy.pt"), "legacy"); }
   SUBCASE("a whole pickled module") { expect_io_error(fixture("whole_module.pt"), "'__main__.Encoder'"); }

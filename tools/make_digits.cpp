@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 #include <stb_image_write.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -393,6 +394,7 @@ int main(int argc, char** argv) {
       jf["face_index"] = f.face_index;
       if (f.instance) jf["named_instance"] = f.instance;
       jf["package"] = f.package;
+      jf["licence"] = f.licence;
       jf["images"] = imgs;
       jfaces.push_back(jf);
       auto& p = packages[f.package];
@@ -426,6 +428,7 @@ int main(int argc, char** argv) {
       jfiles.push_back({{"name", name}, {"bytes", bytes.size()}, {"sha256", sha256(out + "/" + name)}});
     }
 
+    manifest["compression"] = cat("gzip'd IDX, zlib ", ZLIB_VERSION, " level 9, no name, mtime 0");
     manifest["files"] = jfiles;
     manifest["counts"] = {{"handwritten", n_hw}, {"typed", n_ty}, {"handwritten_per_digit", hw_counts}, {"typed_per_digit", ty_counts}};
     manifest["handwritten"] = {

@@ -1,0 +1,165 @@
+#pragma once
+/// \file The causal VAE of chapter 5 of Ness, *Causal AI*: a causal DAG
+/// {digit, is_handwritten, Z} -> image whose image kernel is a decoder network, and a guide
+/// Q(Z | image, digit, is_handwritten) given by an encoder network.
+///
+/// The model and guide are ordinary functions calling Ember's primitives, so they read like
+/// the book's Pyro listings 5.4-5.9 (see docs/tutorial-causal-vae.md).
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "datasets/datasets.h"
+#include "ppl/ppl.h"
+
+namespace ember::causal_vae {
+
+/// How the image's likelihood is modelled.
+enum class Likelihood {
+  /// Bernoulli on grey pixels with validation off, as in the book.
+  bernoulli,
+  /// ContinuousBernoulli: the normalised density for values in [0, 1].
+  continuous_bernoulli
+};
+
+/// How is_handwritten enters the networks.
+enum class LabelEncoding {
+  /// One 0/1 indicator, as printed in the book.
+  indicator,
+  /// One-hot of size 2.
+  one_hot
+};
+
+/// Sizes and choices of the causal VAE (book defaults).
+struct Config {
+  int64_t z_dim = 50;
+  int64_t hidden_dim = 400;
+  int64_t image_dim = 28 * 28;
+  int64_t num_digits = 10;
+  Likelihood likelihood = Likelihood::bernoulli;
+  LabelEncoding label_encoding = LabelEncoding::indicator;
+  /// Width of the is_handwritten encoding fed to the networks.
+  int64_t style_dim() const { return label_encoding == LabelEncoding::indicator ? 1 : 2; }
+};
+
+Likelihood likelihood_from_string(const std::string& s);
+LabelEncoding label_encoding_from_string(const std::string& s);
+std::string to_string(Likelihood l);
+std::string to_string(LabelEncoding e);
+
+/// P(X | Z, digit, is_handwritten): Linear -> Softplus -> Linear -> Sigmoid.
+struct DecoderImpl : torch::nn::Module {
+  explicit DecoderImpl(const Config& c);
+  /// Pixel probabilities [B, image_dim] from z [B, z_dim], one-hot digit [B, 10] and the
+  /// style encoding [B, style_dim].
+  torch::Tensor forward(const torch::Tensor& z, const torch::Tensor& digit, const torch::Tensor& style);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+/// Q(Z | X, digit, is_handwritten): Linear -> Softplus -> two heads (loc, exp -> scale).
+struct EncoderImpl : torch::nn::Module {
+  explicit EncoderImpl(const Config& c);
+  /// (loc, scale) of Z, each [B, z_dim].
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& image, const torch::Tensor& digit,
+                                                  const torch::Tensor& style);
+  torch::nn::Linear fc1{nullptr}, fc21{nullptr}, fc22{nullptr};
+};
+TORCH_MODULE(Encoder);
+
+/// A minibatch: images [B, 784] in [0, 1], one-hot digits [B, 10], is_handwritten [B, 1] (0/1).
+struct Batch {
+  torch::Tensor image, digit, is_handwritten;
+};
+
+/// A model batch from a data-set batch (one-hot digits, is_handwritten as [B, 1]).
+Batch to_model_batch(const data::Batch& b);
+
+/// The networks and the model/guide pair.
+class CausalVAE {
+ public:
+  explicit CausalVAE(Config config, torch::Device device = torch::kCPU);
+
+  /// The generative model for `batch_size` units: Z ~ N(0, I), digit ~ OneHot(uniform),
+  /// is_handwritten ~ Bernoulli(1/2), image ~ Bernoulli(decoder(Z, digit, is_handwritten)).
+  /// Returns (image, digit, is_handwritten). Runs inside whatever plate the caller opened.
+  Batch model(int64_t batch_size);
+  /// The model conditioned on a batch, inside plate("data") (the book's training_model).
+  void training_model(const Batch& batch);
+  /// Z ~ Normal(encoder(image, digit, is_handwritten)) inside plate("data") (training_guide).
+  void training_guide(const Batch& batch);
+
+  /// Registers encoder and decoder with the param store (binding loaded values to them).
+  void register_modules();
+
+  /// Expected images [n, 784] from the model conditioned on digit = `digit` and
+  /// is_handwritten = `handwritten` (roots of the DAG, so conditioning equals intervening).
+  torch::Tensor generate(int64_t digit, double handwritten, int64_t n);
+  /// Expected images [n, 784] from the interventional distribution
+  /// P(image | do(digit, is_handwritten)), through the `do_` handler.
+  torch::Tensor intervene(int64_t digit, double handwritten, int64_t n);
+  /// Counterfactual images for a batch: abduction (Z = the guide's posterior mean given the
+  /// observed image and labels), action (`do_` on is_handwritten and/or digit; unset = as
+  /// observed), prediction (the decoder's expected image). With no action this is the
+  /// reconstruction.
+  torch::Tensor counterfactual(const Batch& observed, std::optional<torch::Tensor> is_handwritten,
+                               std::optional<int64_t> digit);
+  /// Expected reconstructions of a batch (counterfactual with no action).
+  torch::Tensor reconstruct(const Batch& b) { return counterfactual(b, std::nullopt, std::nullopt); }
+
+  /// The style encoding the networks see for is_handwritten [B, 1].
+  torch::Tensor encode_style(const torch::Tensor& is_handwritten) const;
+
+  const Config& config() const { return config_; }
+  torch::Device device() const { return device_; }
+  Encoder& encoder() { return encoder_; }
+  Decoder& decoder() { return decoder_; }
+
+ private:
+  dist::DistPtr image_distribution(const torch::Tensor& probs) const;
+
+  Config config_;
+  torch::Device device_;
+  Encoder encoder_{nullptr};
+  Decoder decoder_{nullptr};
+};
+
+/// Training settings, saved as the run's config.json.
+struct TrainConfig {
+  Config model;
+  int64_t epochs = 20;
+  int64_t batch_size = 256;
+  double lr = 1e-3;
+  uint64_t seed = 0;
+  int64_t test_every = 1;
+  /// "bundled", a folder of MNIST IDX files, or a CSV file (book or Kaggle layout).
+  std::string data = "bundled";
+};
+
+nlohmann::json to_json(const TrainConfig& c);
+/// Parses a config; throws ValueError naming `source` and the bad field.
+TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source);
+
+/// Loads digits from "bundled", a folder of IDX files or a CSV file (layout detected from
+/// its header); throws IOError naming the path otherwise.
+data::DigitTable load_digits(const std::string& spec);
+
+/// Average negative ELBO per image over the test split (no gradients).
+template <class SVI>
+double test_loss(CausalVAE& vae, const data::DigitDataset& ds, SVI& svi) {
+  double total = 0;
+  int64_t n = 0;
+  for (const auto& batch : ds.epoch(data::Split::Test, 1024, 0)) {
+    auto b = to_model_batch(batch);
+    total += svi.evaluate_loss(b);
+    n += b.image.size(0);
+  }
+  return total / static_cast<double>(n);
+}
+
+/// Test loss (Trace_ELBO) and the importance-weighted estimate of log p(image, labels) per
+/// image with `k` samples from the guide, as JSON.
+nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k);
+
+}  // namespace ember::causal_vae

@@ -1,0 +1,426 @@
+// causal-vae: train, evaluate, look at, intervene on and ask counterfactuals of the causal
+// VAE of chapter 5 of Ness, *Causal AI*, from the command line. See
+// docs/tutorial-causal-vae.md.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "examples/causal_vae/causal_vae.h"
+#include "examples/causal_vae/run_dir.h"
+#include "inference/elbo.h"
+#include "inference/svi.h"
+#include "io/state_dict.h"
+#include "viz/image_grid.h"
+#include "viz/plot.h"
+#include "viz/progress.h"
+
+namespace fs = std::filesystem;
+using namespace ember;
+using causal_vae::CausalVAE;
+
+namespace {
+
+// ------------------------------------------------------------------ shared options
+
+struct DataOptions {
+  std::string data = "bundled";
+  int64_t threads = 0;
+  std::string device = "cpu";
+};
+
+void add_data_options(CLI::App* app, DataOptions& o) {
+  app->add_option("--data", o.data, "bundled | a folder of MNIST IDX files | a CSV in the book's or Kaggle's layout")
+      ->capture_default_str();
+  app->add_option("--threads", o.threads, "LibTorch intra-op threads (0 = LibTorch's default)")->capture_default_str();
+  app->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+}
+
+torch::Device parse_device(const std::string& s) {
+  torch::Device d(s);
+  if (d.is_cuda() && !torch::cuda::is_available()) throw ValueError(cat("--device ", s, ": CUDA is not available on this machine"));
+  return d;
+}
+
+void apply_threads(int64_t threads) {
+  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+}
+
+data::DigitDataset open_dataset(const std::string& spec, uint64_t seed, torch::Device device) {
+  data::DatasetOptions o;
+  o.seed = seed;
+  o.device = device;
+  return data::DigitDataset(causal_vae::load_digits(spec), o);
+}
+
+// Positions in the test split -> a model batch.
+causal_vae::Batch test_examples(const data::DigitDataset& ds, const std::vector<int64_t>& positions) {
+  const auto& rows = ds.rows(data::Split::Test);
+  std::vector<int64_t> picked;
+  for (auto p : positions) {
+    if (p < 0 || p >= static_cast<int64_t>(rows.size()))
+      throw ValueError(cat("test example ", p, " is out of range: the test split has ", rows.size(), " images"));
+    picked.push_back(rows[static_cast<size_t>(p)]);
+  }
+  return causal_vae::to_model_batch(ds.gather(torch::tensor(picked, torch::kLong)));
+}
+
+std::vector<int64_t> first_n(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
+  return v;
+}
+
+// ------------------------------------------------------------------ pictures
+
+// Test images (odd rows) above their reconstructions (even rows).
+void write_reconstructions(CausalVAE& vae, const causal_vae::Batch& b, const std::string& path, int64_t per_row) {
+  torch::NoGradGuard no_grad;
+  auto recon = vae.reconstruct(b);
+  const int64_t n = b.image.size(0), rows = (n + per_row - 1) / per_row;
+  std::vector<torch::Tensor> tiles;
+  for (int64_t r = 0; r < rows; ++r) {
+    const torch::Tensor* sources[] = {&b.image, &recon};
+    for (const torch::Tensor* src : sources)
+      for (int64_t c = 0; c < per_row; ++c) {
+        int64_t i = r * per_row + c;
+        tiles.push_back(i < n ? (*src)[i].cpu() : torch::zeros({b.image.size(1)}));
+      }
+  }
+  viz::write_image_grid(path, torch::stack(tiles), viz::ImageGridOptions().cols(per_row).upscale(2));
+}
+
+// Rows: digits 0-9. Columns: `per_cell` handwritten, then `per_cell` typed.
+torch::Tensor generate_grid(CausalVAE& vae, int64_t per_cell) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> rows;
+  for (int64_t d = 0; d < 10; ++d) {
+    for (double h : {1.0, 0.0}) rows.push_back(vae.generate(d, h, per_cell).cpu());
+  }
+  return torch::cat(rows, 0);
+}
+
+void write_loss_curve(const causal_vae::RunDir& run) {
+  viz::Series train{"train", {}, {}}, test{"test", {}, {}};
+  for (const auto& m : run.read_metrics()) {
+    train.x.push_back(m["epoch"].get<double>());
+    train.y.push_back(m["train_loss"].get<double>());
+    if (!m["test_loss"].is_null()) {
+      test.x.push_back(m["epoch"].get<double>());
+      test.y.push_back(m["test_loss"].get<double>());
+    }
+  }
+  viz::write_line_plot(run.path("loss-curve.png"), {train, test},
+                       viz::PlotOptions().title("Causal VAE: negative ELBO per image").x_label("epoch").y_label("loss (nats)"));
+}
+
+// ------------------------------------------------------------------ train
+
+struct TrainOptions {
+  DataOptions data;
+  causal_vae::TrainConfig train;
+  std::string out = "runs/causal-vae";
+  bool resume = false;
+};
+
+int train(TrainOptions& o) {
+  causal_vae::RunDir run(o.out);
+  causal_vae::TrainConfig cfg = o.train;
+  if (o.resume) {
+    if (!run.has_checkpoint()) throw ValueError(cat("--resume: ", run.checkpoint(), " does not exist"));
+    cfg = run.read_config();
+    cfg.epochs = o.train.epochs;  // the only setting a resumed run may change
+  } else if (run.has_checkpoint()) {
+    throw ValueError(cat("--out ", o.out, " already holds a run (", run.checkpoint(),
+                         "); pass --resume to continue it or choose another --out"));
+  }
+  apply_threads(o.data.threads);
+  const auto device = parse_device(o.data.device);
+  run.create();
+  run.write_config(cfg);
+
+  auto ds = open_dataset(cfg.data, cfg.seed, device);
+  torch::manual_seed(cfg.seed);
+  clear_param_store();
+  CausalVAE vae(cfg.model, device);
+  auto model = [&](const causal_vae::Batch& b) { vae.training_model(b); };
+  auto guide = [&](const causal_vae::Batch& b) { vae.training_guide(b); };
+  infer::SVI svi(model, guide, infer::Adam(infer::AdamOptions().lr(cfg.lr)), infer::Trace_ELBO());
+
+  const int64_t steps_per_epoch = ds.epoch(data::Split::Train, cfg.batch_size, 0).size();
+  int64_t start_epoch = 0;
+  if (o.resume) {
+    svi.load(run.checkpoint());
+    start_epoch = svi.num_steps() / steps_per_epoch;
+    run.truncate_metrics(start_epoch);
+    std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
+  }
+  const auto examples = test_examples(ds, first_n(std::min<int64_t>(16, ds.size(data::Split::Test))));
+
+  viz::ProgressBar bar(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
+  for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
+    auto t0 = std::chrono::steady_clock::now();
+    bar.start_epoch(epoch + 1);
+    double total = 0;
+    int64_t seen = 0, step = 0;
+    for (const auto& batch : ds.epoch(data::Split::Train, cfg.batch_size, epoch)) {
+      auto b = causal_vae::to_model_batch(batch);
+      total += svi.step(b);
+      seen += b.image.size(0);
+      bar.update(++step, total / static_cast<double>(seen));
+    }
+    bar.finish_epoch(total / static_cast<double>(seen));
+    nlohmann::json metrics = {{"epoch", epoch + 1}, {"train_loss", total / static_cast<double>(seen)}, {"test_loss", nullptr}};
+    const bool test_now = (epoch + 1) % cfg.test_every == 0 || epoch + 1 == cfg.epochs;
+    if (test_now) metrics["test_loss"] = causal_vae::test_loss(vae, ds, svi);
+    metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    svi.save(run.checkpoint());  // atomic: a crash keeps the previous checkpoint
+    run.append_metrics(metrics);
+    std::cout << metrics.dump() << std::endl;
+    if (test_now) {
+      write_reconstructions(vae, examples, run.path("reconstructions.png"), 8);
+      viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4),
+                            viz::ImageGridOptions().cols(8).upscale(2));
+      write_loss_curve(run);
+    }
+  }
+  std::cout << "\nRun directory: " << fs::absolute(run.dir()).string() << "\n"
+            << "  metrics:          " << run.path("metrics.jsonl") << "\n"
+            << "  loss curve:       " << run.path("loss-curve.png") << "\n"
+            << "  reconstructions:  " << run.path("reconstructions.png") << " (test images, reconstructions below)\n"
+            << "  generated digits: " << run.path("prior-samples.png")
+            << " (rows: digits 0-9; columns: 4 handwritten, then 4 typed)\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------ the other commands
+
+struct RunOptions {
+  DataOptions data;
+  std::string run = "runs/causal-vae";
+  std::string out;
+};
+
+void add_run_options(CLI::App* app, RunOptions& o) {
+  add_data_options(app, o.data);
+  app->add_option("--run", o.run, "run directory written by `train` or `import-weights`")->capture_default_str();
+  app->add_option("--out", o.out, "output file (default: inside the run directory)");
+}
+
+// Loads the run's config and checkpoint into a fresh model.
+struct LoadedRun {
+  causal_vae::TrainConfig cfg;
+  std::unique_ptr<CausalVAE> vae;
+};
+
+LoadedRun load_run(const RunOptions& o) {
+  causal_vae::RunDir run(o.run);
+  LoadedRun r;
+  r.cfg = run.read_config();
+  if (o.data.data != "bundled") r.cfg.data = o.data.data;
+  apply_threads(o.data.threads);
+  clear_param_store();
+  r.vae = std::make_unique<CausalVAE>(r.cfg.model, parse_device(o.data.device));
+  infer::Adam unused(infer::AdamOptions().lr(r.cfg.lr));
+  infer::load_checkpoint(run.checkpoint(), unused);
+  r.vae->register_modules();  // copies the loaded values into the networks
+  return r;
+}
+
+std::string out_or(const RunOptions& o, const std::string& name) {
+  return o.out.empty() ? causal_vae::RunDir(o.run).path(name) : o.out;
+}
+
+int evaluate(const RunOptions& o, int64_t k) {
+  auto r = load_run(o);
+  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  torch::manual_seed(r.cfg.seed);
+  auto result = causal_vae::evaluate(*r.vae, ds, k);
+  const auto path = out_or(o, "evaluation.json");
+  write_file_atomic(path, result.dump(2) + "\n");
+  std::cout << result.dump(2) << "\nwrote " << path << "\n";
+  return 0;
+}
+
+int reconstruct(const RunOptions& o, int64_t count) {
+  auto r = load_run(o);
+  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  const auto path = out_or(o, "reconstructions.png");
+  write_reconstructions(*r.vae, test_examples(ds, first_n(count)), path, 8);
+  std::cout << "wrote " << path << " (test images, reconstructions below)\n";
+  return 0;
+}
+
+int generate(const RunOptions& o, int64_t per_cell, uint64_t seed) {
+  auto r = load_run(o);
+  auto seeded = ember::seed(seed);
+  const auto path = out_or(o, "generated.png");
+  viz::write_image_grid(path, generate_grid(*r.vae, per_cell), viz::ImageGridOptions().cols(2 * per_cell).upscale(2));
+  std::cout << "wrote " << path << " (rows: digits 0-9; columns: " << per_cell << " handwritten, then " << per_cell
+            << " typed)\n";
+  return 0;
+}
+
+int intervene(const RunOptions& o, int64_t digit, int64_t handwritten, int64_t count, uint64_t seed) {
+  auto r = load_run(o);
+  auto seeded = ember::seed(seed);
+  torch::NoGradGuard no_grad;
+  auto images = r.vae->intervene(digit, static_cast<double>(handwritten), count);
+  const auto path = out_or(o, cat("do-digit", digit, "-handwritten", handwritten, ".png"));
+  viz::write_image_grid(path, images.cpu(), viz::ImageGridOptions().cols(std::min<int64_t>(count, 10)).upscale(2));
+  std::cout << "wrote " << path << ": " << count << " draws from P(image | do(digit = " << digit
+            << ", is_handwritten = " << handwritten << "))\n";
+  return 0;
+}
+
+int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std::string& set_style, int64_t set_digit) {
+  auto r = load_run(o);
+  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto b = test_examples(ds, indices);
+  torch::NoGradGuard no_grad;
+  // Column 0: the observed image; column 1: its reconstruction (factual, same Z); then the
+  // counterfactual with the style set; then, if asked, with the digit set too.
+  std::vector<torch::Tensor> columns = {b.image.cpu(), r.vae->counterfactual(b, std::nullopt, std::nullopt).cpu()};
+  std::optional<torch::Tensor> style;
+  if (set_style == "flip") style = 1 - b.is_handwritten;
+  else if (set_style == "handwritten") style = torch::ones_like(b.is_handwritten);
+  else if (set_style == "typed") style = torch::zeros_like(b.is_handwritten);
+  columns.push_back(r.vae->counterfactual(b, style, std::nullopt).cpu());
+  if (set_digit >= 0) columns.push_back(r.vae->counterfactual(b, style, set_digit).cpu());
+  auto grid = torch::stack(columns, 1).reshape({-1, b.image.size(1)});
+  const auto path = out_or(o, "counterfactuals.png");
+  viz::write_image_grid(path, grid, viz::ImageGridOptions().cols(static_cast<int64_t>(columns.size())).upscale(3));
+  std::cout << "wrote " << path << ": each row is one test image; columns: observed, reconstruction, is_handwritten "
+            << set_style << (set_digit >= 0 ? cat(", digit ", set_digit) : std::string()) << "\n";
+  return 0;
+}
+
+int import_weights(const std::string& state_dict, const std::string& encoder_file, const std::string& decoder_file,
+                   causal_vae::TrainConfig cfg, const std::string& out) {
+  causal_vae::RunDir run(out);
+  if (run.has_checkpoint())
+    throw ValueError(cat("--out ", out, " already holds a run (", run.checkpoint(), "); choose another --out"));
+  clear_param_store();
+  CausalVAE vae(cfg.model);
+  if (!state_dict.empty()) {
+    io::load_state_dict_into(*vae.encoder(), state_dict, io::LoadStateDictOptions().prefix("encoder."));
+    io::load_state_dict_into(*vae.decoder(), state_dict, io::LoadStateDictOptions().prefix("decoder."));
+  } else {
+    if (encoder_file.empty() || decoder_file.empty())
+      throw ValueError("import-weights needs --state-dict, or both --encoder and --decoder");
+    io::load_state_dict_into(*vae.encoder(), encoder_file);
+    io::load_state_dict_into(*vae.decoder(), decoder_file);
+  }
+  vae.register_modules();
+  run.create();
+  run.write_config(cfg);
+  infer::Adam fresh(infer::AdamOptions().lr(cfg.lr));
+  infer::save_checkpoint(run.checkpoint(), fresh, 0);
+  std::cout << "imported weights into " << run.checkpoint() << "; use --run " << out << " with the other commands\n";
+  return 0;
+}
+
+void add_model_options(CLI::App* app, causal_vae::TrainConfig& c, std::string& likelihood, std::string& labels) {
+  app->add_option("--z-dim", c.model.z_dim, "dimension of the latent Z")->capture_default_str();
+  app->add_option("--hidden-dim", c.model.hidden_dim, "hidden units of encoder and decoder")->capture_default_str();
+  app->add_option("--likelihood", likelihood, "bernoulli (as the book) or continuous-bernoulli")
+      ->check(CLI::IsMember({"bernoulli", "continuous-bernoulli"}))
+      ->capture_default_str();
+  app->add_option("--label-encoding", labels, "is_handwritten as an indicator (as the book) or one-hot")
+      ->check(CLI::IsMember({"indicator", "one-hot"}))
+      ->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"The causal VAE of Causal AI, chapter 5: digit and is_handwritten cause the image."};
+  app.require_subcommand(1);
+
+  TrainOptions train_o;
+  std::string likelihood = "bernoulli", labels = "indicator";
+  auto* train_cmd = app.add_subcommand("train", "train with SVI; writes config, metrics, checkpoint and pictures into --out");
+  add_data_options(train_cmd, train_o.data);
+  add_model_options(train_cmd, train_o.train, likelihood, labels);
+  train_cmd->add_option("--epochs", train_o.train.epochs, "training epochs")->capture_default_str();
+  train_cmd->add_option("--batch-size", train_o.train.batch_size, "minibatch size")->capture_default_str();
+  train_cmd->add_option("--lr", train_o.train.lr, "Adam learning rate")->capture_default_str();
+  train_cmd->add_option("--seed", train_o.train.seed, "seed of the split, the data order and the initialisation")
+      ->capture_default_str();
+  train_cmd->add_option("--test-every", train_o.train.test_every, "epochs between test evaluations and pictures")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train_cmd->add_option("--out", train_o.out, "run directory")->capture_default_str();
+  train_cmd->add_flag("--resume", train_o.resume, "continue the run in --out from its checkpoint");
+
+  RunOptions eval_o, recon_o, gen_o, int_o, cf_o;
+  int64_t k = 100, count = 16, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
+  uint64_t seed = 0;
+  std::vector<int64_t> indices = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::string set_style = "flip";
+  auto* eval_cmd = app.add_subcommand("evaluate", "test loss and an importance-weighted log-likelihood estimate");
+  add_run_options(eval_cmd, eval_o);
+  eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* recon_cmd = app.add_subcommand("reconstruct", "PNG of test images above their reconstructions");
+  add_run_options(recon_cmd, recon_o);
+  recon_cmd->add_option("--count", count, "number of test images")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* gen_cmd = app.add_subcommand("generate", "PNG grid: each digit 0-9 x handwritten/typed");
+  add_run_options(gen_cmd, gen_o);
+  gen_cmd->add_option("--per-cell", per_cell, "images per (digit, style)")->check(CLI::PositiveNumber)->capture_default_str();
+  gen_cmd->add_option("--seed", seed, "seed of the draws")->capture_default_str();
+  auto* int_cmd = app.add_subcommand("intervene", "PNG of draws from P(image | do(digit = d, is_handwritten = h))");
+  add_run_options(int_cmd, int_o);
+  int_cmd->add_option("--digit", digit, "intervened digit")->check(CLI::Range(0, 9))->capture_default_str();
+  int_cmd->add_option("--handwritten", handwritten, "intervened is_handwritten (0 or 1)")
+      ->check(CLI::Range(0, 1))
+      ->capture_default_str();
+  int_cmd->add_option("--count", count, "number of draws")->check(CLI::PositiveNumber)->capture_default_str();
+  int_cmd->add_option("--seed", seed, "seed of the draws")->capture_default_str();
+  auto* cf_cmd = app.add_subcommand("counterfactual",
+                                    "abduction (Z from the guide), action (set labels), prediction (decode)");
+  add_run_options(cf_cmd, cf_o);
+  cf_cmd->add_option("--indices", indices, "positions of the images in the test split")->capture_default_str();
+  cf_cmd->add_option("--set-handwritten", set_style, "flip, handwritten or typed")
+      ->check(CLI::IsMember({"flip", "handwritten", "typed"}))
+      ->capture_default_str();
+  cf_cmd->add_option("--set-digit", set_digit, "also set the digit (-1: keep)")->check(CLI::Range(-1, 9))->capture_default_str();
+
+  causal_vae::TrainConfig import_cfg;
+  std::string import_sd, import_enc, import_dec, import_out = "runs/imported", ilik = "bernoulli", ilab = "indicator";
+  auto* import_cmd = app.add_subcommand("import-weights", "load encoder/decoder weights saved with torch.save(state_dict)");
+  import_cmd->add_option("--state-dict", import_sd, "state_dict of the whole VAE (keys encoder.fc1.weight, decoder.fc1.weight, ...)")
+      ->check(CLI::ExistingFile);
+  import_cmd->add_option("--encoder", import_enc, "state_dict of the encoder (fc1, fc21, fc22)")->check(CLI::ExistingFile);
+  import_cmd->add_option("--decoder", import_dec, "state_dict of the decoder (fc1, fc2)")->check(CLI::ExistingFile);
+  import_cmd->add_option("--out", import_out, "run directory to create")->capture_default_str();
+  add_model_options(import_cmd, import_cfg, ilik, ilab);
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train_cmd) {
+      train_o.train.model.likelihood = causal_vae::likelihood_from_string(likelihood);
+      train_o.train.model.label_encoding = causal_vae::label_encoding_from_string(labels);
+      train_o.train.data = train_o.data.data;
+      return train(train_o);
+    }
+    if (*eval_cmd) return evaluate(eval_o, k);
+    if (*recon_cmd) return reconstruct(recon_o, count);
+    if (*gen_cmd) return generate(gen_o, per_cell, seed);
+    if (*int_cmd) return intervene(int_o, digit, handwritten, count, seed);
+    if (*cf_cmd) return counterfactual(cf_o, indices, set_style, set_digit);
+    if (*import_cmd) {
+      import_cfg.model.likelihood = causal_vae::likelihood_from_string(ilik);
+      import_cfg.model.label_encoding = causal_vae::label_encoding_from_string(ilab);
+      return import_weights(import_sd, import_enc, import_dec, import_cfg, import_out);
+    }
+  } catch (const ember::Error& e) {
+    std::cerr << "causal-vae: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "causal-vae: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  }
+  return 0;
+}

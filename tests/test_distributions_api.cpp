@@ -1,0 +1,511 @@
+// Shapes, the interface (expand / to_event / mask / enumerate_support / to / printing),
+// validation errors, constraints and transforms, the KL registry, and a user-defined
+// distribution plugged into sample, trace and KL.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "ppl/ppl.h"
+
+using namespace ember;
+using namespace ember::dist;
+
+namespace {
+
+torch::Tensor T(std::vector<double> v) { return torch::tensor(v, torch::kDouble); }
+auto f64() { return torch::TensorOptions().dtype(torch::kDouble); }
+
+// Runs `f`, requires it to throw E, and requires each of `parts` in the message.
+template <class E>
+void check_throws(const std::function<void()>& f, const std::vector<std::string>& parts, const std::string& what) {
+  INFO(what);
+  bool thrown = false;
+  try {
+    f();
+  } catch (const E& e) {
+    thrown = true;
+    std::string msg = e.what();
+    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "message '" << msg << "' lacks '" << p << "'");
+  } catch (const std::exception& e) {
+    FAIL_CHECK(what << ": threw the wrong exception type: " << e.what());
+    return;
+  }
+  CHECK_MESSAGE(thrown, what << ": nothing was thrown");
+}
+
+// Restores global validation at scope exit.
+struct ValidationGuard {
+  bool saved = is_validation_enabled();
+  ~ValidationGuard() { enable_validation(saved); }
+};
+
+}  // namespace
+
+TEST_CASE("shapes: batch/event shapes, broadcasting and sample shapes") {
+  torch::manual_seed(0);
+  Normal n(torch::zeros({3, 1}, f64()), torch::ones({4}, f64()));
+  CHECK(n.batch_shape() == Shape{3, 4});
+  CHECK(n.event_shape().empty());
+  CHECK(to_shape(n.sample({5, 2}).sizes()) == Shape{5, 2, 3, 4});
+  CHECK(to_shape(n.log_prob(torch::zeros({7, 1, 1}, f64())).sizes()) == Shape{7, 3, 4});
+  Normal scalar(0.0, 1.0);
+  CHECK(scalar.batch_shape().empty());
+  CHECK(to_shape(scalar.sample({3}).sizes()) == Shape{3});
+
+  Dirichlet d(torch::ones({2, 5}, f64()));
+  CHECK(d.batch_shape() == Shape{2});
+  CHECK(d.event_shape() == Shape{5});
+  CHECK(to_shape(d.sample({3}).sizes()) == Shape{3, 2, 5});
+
+  MultivariateNormal mvn(torch::zeros({4, 1, 3}, f64()), CovarianceMatrix{torch::eye(3, f64()).expand({2, 3, 3})});
+  CHECK(mvn.batch_shape() == Shape{4, 2});
+  CHECK(mvn.event_shape() == Shape{3});
+  CHECK(to_shape(mvn.rsample({6}).sizes()) == Shape{6, 4, 2, 3});
+  CHECK(to_shape(mvn.log_prob(torch::zeros({3}, f64())).sizes()) == Shape{4, 2});
+
+  Categorical c(torch::ones({2, 3, 4}, f64()));
+  CHECK(c.batch_shape() == Shape{2, 3});
+  CHECK(to_shape(c.sample({5}).sizes()) == Shape{5, 2, 3});
+  CHECK(static_cast<int>(c.sample().scalar_type()) == static_cast<int>(torch::kLong));
+  Multinomial m(5, torch::ones({2, 3}, f64()));
+  CHECK(to_shape(m.sample({4}).sizes()) == Shape{4, 2, 3});
+  LowRankMultivariateNormal lr(torch::zeros({3}, f64()), torch::ones({2, 3, 1}, f64()), torch::ones({3}, f64()));
+  CHECK(lr.batch_shape() == Shape{2});
+  CHECK(to_shape(lr.rsample({5}).sizes()) == Shape{5, 2, 3});
+  RelaxedOneHotCategorical r(torch::full({2}, 0.5, f64()), torch::ones({3}, f64()));
+  CHECK(r.batch_shape() == Shape{2});
+  CHECK(to_shape(r.rsample({4}).sizes()) == Shape{4, 2, 3});
+  // Transforms that need an event dim reinterpret base batch dims.
+  TransformedDistribution sb(std::make_shared<Normal>(torch::zeros({2, 3}, f64()), 1.0), {transforms::stick_breaking()});
+  CHECK(sb.batch_shape() == Shape{2});
+  CHECK(sb.event_shape() == Shape{4});
+  auto y = sb.sample({5});
+  CHECK(to_shape(y.sizes()) == Shape{5, 2, 4});
+  CHECK(torch::allclose(y.sum(-1), torch::ones({5, 2}, f64())));
+  CHECK(to_shape(sb.log_prob(y).sizes()) == Shape{5, 2});
+}
+
+TEST_CASE("interface: expand, to_event, mask, enumerate_support, to, printing") {
+  torch::manual_seed(1);
+  auto g = std::make_shared<Gamma>(T({1.0, 2.0}), 3.0);
+  auto ge = g->expand({4, 2});
+  CHECK(ge->batch_shape() == Shape{4, 2});
+  CHECK(to_shape(ge->sample().sizes()) == Shape{4, 2});
+  CHECK(torch::allclose(ge->log_prob(T({0.5, 0.7})), g->log_prob(T({0.5, 0.7})).expand({4, 2})));
+  check_throws<ShapeError>([&] { g->expand({3}); }, {"Gamma", "[2]", "[3]"}, "bad expand");
+
+  auto mvn = std::make_shared<MultivariateNormal>(torch::zeros({3}, f64()), ScaleTril{torch::eye(3, f64())});
+  auto mvne = mvn->expand({5});
+  CHECK(mvne->batch_shape() == Shape{5});
+  CHECK(to_shape(mvne->sample().sizes()) == Shape{5, 3});
+
+  auto mix = std::make_shared<MixtureSameFamily>(std::make_shared<Categorical>(T({0.3, 0.7})),
+                                                 std::make_shared<Normal>(T({-1.0, 1.0}), 1.0));
+  CHECK(mix->expand({3})->batch_shape() == Shape{3});
+  CHECK(to_shape(mix->expand({3})->sample({2}).sizes()) == Shape{2, 3});
+
+  auto ind = Normal(torch::zeros({2, 3}, f64()), 1.0).to_event(1);
+  CHECK(ind->batch_shape() == Shape{2});
+  CHECK(ind->event_shape() == Shape{3});
+  CHECK(to_shape(ind->log_prob(torch::zeros({2, 3}, f64())).sizes()) == Shape{2});
+  CHECK(ind->has_rsample());
+
+  auto masked = Normal(torch::zeros({3}, f64()), 1.0).mask(torch::tensor({true, false, true}));
+  auto lp = masked->log_prob(torch::zeros({3}, f64()));
+  CHECK(lp[1].item<double>() == 0.0);
+  CHECK(lp[0].item<double>() == doctest::Approx(-0.5 * std::log(2 * M_PI)));
+
+  Bernoulli b(T({0.1, 0.9}));
+  auto es = b.enumerate_support();
+  CHECK(to_shape(es.sizes()) == Shape{2, 2});
+  CHECK(to_shape(b.enumerate_support(false).sizes()) == Shape{2, 1});
+  Categorical c(torch::ones({2, 4}, f64()));
+  CHECK(to_shape(c.enumerate_support(false).sizes()) == Shape{4, 1});
+  CHECK(to_shape(c.enumerate_support().sizes()) == Shape{4, 2});
+  OneHotCategorical oh(torch::ones({2, 4}, f64()));
+  CHECK(to_shape(oh.enumerate_support().sizes()) == Shape{4, 2, 4});
+  CHECK(to_shape(oh.log_prob(oh.enumerate_support()).sizes()) == Shape{4, 2});
+  Binomial bin(3.0, T({0.2, 0.5}));
+  CHECK(to_shape(bin.enumerate_support().sizes()) == Shape{4, 2});
+  CHECK(torch::allclose(bin.log_prob(bin.enumerate_support()).exp().sum(0), torch::ones({2}, f64())));
+  check_throws<NotImplementedError>([] { Binomial(T({2.0, 3.0}), 0.5).enumerate_support(); },
+                                    {"Binomial", "total_count"}, "inhomogeneous Binomial support");
+  CHECK_FALSE(Normal(0.0, 1.0).has_enumerate_support());
+  check_throws<NotImplementedError>([] { Normal(0.0, 1.0).enumerate_support(); }, {"Normal"}, "Normal enumerate");
+  check_throws<NotImplementedError>([] { Bernoulli(0.5).rsample(); }, {"Bernoulli", "rsample"}, "Bernoulli rsample");
+  check_throws<NotImplementedError>([] { StudentT(3.0).cdf(torch::zeros({1})); }, {"StudentT", "cdf"}, "StudentT cdf");
+
+  // Device/dtype moves keep every parameter together.
+  auto n32 = Normal(T({1.0, 2.0}), 1.0).to(torch::TensorOptions().dtype(torch::kFloat));
+  CHECK(n32->options().dtype() == torch::TensorOptions().dtype(torch::kFloat).dtype());
+  CHECK(static_cast<int>(n32->sample().scalar_type()) == static_cast<int>(torch::kFloat));
+  auto b32 = Beta(T({1.0, 2.0}), 1.0).to(torch::TensorOptions().dtype(torch::kFloat));
+  CHECK(static_cast<int>(b32->rsample().scalar_type()) == static_cast<int>(torch::kFloat));
+
+  CHECK(Normal(0.5, 2.0).to_string() == "Normal(loc: 0.5, scale: 2)");
+  CHECK(Categorical(torch::ones({2, 3})).to_string() == "Categorical(probs: [2, 3], logits: [2, 3])");
+  std::ostringstream os;
+  os << *ind;
+  CHECK(os.str().find("Independent(Normal(") == 0);
+}
+
+TEST_CASE("Bernoulli on grey values in [0, 1] with validation off: stable x log p + (1 - x) log(1 - p)") {
+  ValidationGuard guard;
+  auto x = T({0.0, 0.3, 0.5, 1.0});
+  check_throws<ValueError>([&] { Bernoulli(0.5).log_prob(x); }, {"Bernoulli", "support", "0.3"}, "grey value validated");
+  CHECK_NOTHROW(Bernoulli(0.5, false).log_prob(x));
+  enable_validation(false);
+  auto p = T({0.2, 0.7, 0.5, 0.9});
+  auto lp = Bernoulli(p).log_prob(x);
+  auto expected = x * p.log() + (1 - x) * (1 - p).log();
+  CHECK(torch::allclose(lp, expected, 1e-12, 1e-12));
+  // Extreme logits: finite, and equal to the exact formula written with log-sigmoids.
+  auto logits = T({-200.0, 200.0, -40.0, 60.0});
+  auto lp2 = Bernoulli(Logits{logits}).log_prob(x);
+  CHECK(torch::isfinite(lp2).all().item<bool>());
+  auto exact = x * torch::log_sigmoid(logits) + (1 - x) * torch::log_sigmoid(-logits);
+  CHECK(torch::allclose(lp2, exact, 1e-12, 1e-12));
+  // probs exactly 0 and 1 stay finite too.
+  CHECK(torch::isfinite(Bernoulli(T({0.0, 1.0})).log_prob(T({0.4, 0.6}))).all().item<bool>());
+  // ContinuousBernoulli is the normalised alternative: it integrates to one on [0, 1].
+  enable_validation(true);
+  auto grid = torch::linspace(0, 1, 20001, f64());
+  auto dens = ContinuousBernoulli(T({0.1, 0.5, 0.97}).unsqueeze(-1)).log_prob(grid).exp();
+  auto integral = ((dens.slice(1, 1) + dens.slice(1, 0, -1)) / 2).sum(-1) / 20000;
+  CHECK(torch::allclose(integral, torch::ones({3}, f64()), 1e-6, 1e-6));
+}
+
+TEST_CASE("validation: every bad parameter raises ValueError naming the distribution and parameter") {
+  ValidationGuard guard;
+  enable_validation(true);
+  auto neg = T({1.0, -1.0});
+  struct Case {
+    std::string dist, arg;
+    std::function<void()> make;
+  };
+  std::vector<Case> cases = {
+      {"Normal", "scale", [&] { (void)Normal(0.0, neg); }},
+      {"Uniform", "low", [&] { (void)Uniform(T({0.0, 2.0}), T({1.0, 1.0})); }},
+      {"Exponential", "rate", [&] { (void)Exponential(neg); }},
+      {"LogNormal", "scale", [&] { (void)LogNormal(0.0, neg); }},
+      {"Laplace", "scale", [&] { (void)Laplace(0.0, neg); }},
+      {"Cauchy", "scale", [&] { (void)Cauchy(0.0, neg); }},
+      {"HalfCauchy", "scale", [&] { (void)HalfCauchy(neg); }},
+      {"HalfNormal", "scale", [&] { (void)HalfNormal(neg); }},
+      {"StudentT", "df", [&] { (void)StudentT(neg); }},
+      {"StudentT", "scale", [&] { (void)StudentT(1.0, 0.0, neg); }},
+      {"Gamma", "concentration", [&] { (void)Gamma(neg, 1.0); }},
+      {"Gamma", "rate", [&] { (void)Gamma(1.0, neg); }},
+      {"InverseGamma", "rate", [&] { (void)InverseGamma(1.0, neg); }},
+      {"Beta", "concentration1", [&] { (void)Beta(neg, 1.0); }},
+      {"Beta", "concentration0", [&] { (void)Beta(1.0, neg); }},
+      {"Dirichlet", "concentration", [&] { (void)Dirichlet(T({1.0, 0.0, 2.0})); }},
+      {"ContinuousBernoulli", "probs", [&] { (void)ContinuousBernoulli(T({0.5, 1.5})); }},
+      {"Bernoulli", "probs", [&] { (void)Bernoulli(T({0.5, 1.5})); }},
+      {"Categorical", "probs", [&] { (void)Categorical(T({0.5, -0.5, 1.0})); }},
+      {"OneHotCategorical", "probs", [&] { (void)OneHotCategorical(T({0.5, -0.5, 1.0})); }},
+      {"Poisson", "rate", [&] { (void)Poisson(neg); }},
+      {"Binomial", "total_count", [&] { (void)Binomial(2.5, 0.5); }},
+      {"Binomial", "probs", [&] { (void)Binomial(3.0, 1.2); }},
+      {"Geometric", "probs", [&] { (void)Geometric(0.0); }},
+      {"Geometric", "probs", [&] { (void)Geometric(1.5); }},
+      {"Multinomial", "probs", [&] { (void)Multinomial(3, T({0.5, -0.5, 1.0})); }},
+      {"Multinomial", "total_count", [&] { (void)Multinomial(-1, T({0.5, 0.5})); }},
+      {"MultivariateNormal", "covariance_matrix",
+       [&] { (void)MultivariateNormal(torch::zeros({2}, f64()), CovarianceMatrix{T({1.0, 2.0, 2.0, 1.0}).reshape({2, 2})}); }},
+      {"MultivariateNormal", "precision_matrix",
+       [&] { (void)MultivariateNormal(torch::zeros({2}, f64()), PrecisionMatrix{T({1.0, 0.0, 0.0, -1.0}).reshape({2, 2})}); }},
+      {"MultivariateNormal", "scale_tril",
+       [&] { (void)MultivariateNormal(torch::zeros({2}, f64()), ScaleTril{T({1.0, 0.0, 0.5, -1.0}).reshape({2, 2})}); }},
+      {"LowRankMultivariateNormal", "cov_diag",
+       [&] { (void)LowRankMultivariateNormal(torch::zeros({2}, f64()), torch::ones({2, 1}, f64()), T({1.0, -1.0})); }},
+      {"RelaxedBernoulli", "temperature", [&] { (void)RelaxedBernoulli(-1.0, 0.5); }},
+      {"RelaxedOneHotCategorical", "temperature", [&] { (void)RelaxedOneHotCategorical(0.0, T({0.5, 0.5})); }},
+  };
+  for (const auto& c : cases) {
+    check_throws<ValueError>(c.make, {c.dist, "'" + c.arg + "'"}, c.dist + " " + c.arg);
+  }
+  // The per-distribution flag and the global switch both turn the checks off.
+  CHECK_NOTHROW(Normal(0.0, neg, false));
+  CHECK_NOTHROW(Gamma(neg, 1.0, false));
+  enable_validation(false);
+  CHECK_NOTHROW(Normal(0.0, neg));
+  CHECK_NOTHROW(Categorical(T({0.5, -0.5, 1.0})));
+}
+
+TEST_CASE("validation: the per-distribution flag overrides the global switch") {
+  ValidationGuard guard;
+  enable_validation(false);
+  check_throws<ValueError>([] { Normal(0.0, -1.0, true); }, {"Normal", "'scale'", "-1"}, "forced on");
+  enable_validation(true);
+  CHECK_NOTHROW(Normal(0.0, -1.0, false));
+  auto d = Normal(0.0, 1.0).with_validation(false);
+  CHECK_NOTHROW(d->log_prob(torch::tensor(std::numeric_limits<double>::quiet_NaN())));
+}
+
+TEST_CASE("validation: values outside the support raise ValueError; wrong event shapes raise ShapeError") {
+  ValidationGuard guard;
+  enable_validation(true);
+  struct Case {
+    std::string dist;
+    DistPtr d;
+    torch::Tensor bad;
+  };
+  std::vector<Case> cases = {
+      {"Uniform", std::make_shared<Uniform>(0.0, 1.0), T({1.5})},
+      {"Exponential", std::make_shared<Exponential>(1.0), T({-0.5})},
+      {"LogNormal", std::make_shared<LogNormal>(0.0, 1.0), T({0.0})},
+      {"HalfCauchy", std::make_shared<HalfCauchy>(1.0), T({-1.0})},
+      {"HalfNormal", std::make_shared<HalfNormal>(1.0), T({-1.0})},
+      {"Gamma", std::make_shared<Gamma>(1.0, 1.0), T({-1.0})},
+      {"InverseGamma", std::make_shared<InverseGamma>(1.0, 1.0), T({0.0})},
+      {"Beta", std::make_shared<Beta>(1.0, 1.0), T({1.5})},
+      {"Dirichlet", std::make_shared<Dirichlet>(torch::ones({3}, f64())), T({0.5, 0.4, 0.4})},
+      {"ContinuousBernoulli", std::make_shared<ContinuousBernoulli>(0.3), T({1.2})},
+      {"Bernoulli", std::make_shared<Bernoulli>(0.3), T({0.5})},
+      {"Categorical", std::make_shared<Categorical>(torch::ones({3}, f64())), T({3.0})},
+      {"OneHotCategorical", std::make_shared<OneHotCategorical>(torch::ones({3}, f64())), T({1.0, 1.0, 0.0})},
+      {"Poisson", std::make_shared<Poisson>(1.0), T({1.5})},
+      {"Binomial", std::make_shared<Binomial>(3.0, 0.5), T({4.0})},
+      {"Geometric", std::make_shared<Geometric>(0.5), T({-1.0})},
+      {"Multinomial", std::make_shared<Multinomial>(3, torch::ones({2}, f64())), T({3.0, 1.0})},
+      {"RelaxedBernoulli", std::make_shared<RelaxedBernoulli>(0.5, 0.5), T({1.5})},
+      {"RelaxedOneHotCategorical", std::make_shared<RelaxedOneHotCategorical>(0.5, torch::ones({2}, f64())), T({0.7, 0.7})},
+  };
+  for (const auto& c : cases) {
+    check_throws<ValueError>([&] { c.d->log_prob(c.bad); }, {c.dist, "outside the support"}, c.dist + " support");
+    // Unchecked, the density is evaluated (Categorical cannot index a category it lacks).
+    if (c.dist != "Categorical") CHECK_NOTHROW(c.d->with_validation(false)->log_prob(c.bad));
+  }
+  check_throws<ShapeError>([] { Dirichlet(torch::ones({3}, f64())).log_prob(torch::ones({4}, f64()) / 4); },
+                           {"Dirichlet", "event shape", "[3]"}, "Dirichlet event shape");
+  check_throws<ShapeError>([] { Normal(torch::zeros({3}), 1.0).log_prob(torch::zeros({4})); },
+                           {"Normal", "[4]", "[3]"}, "Normal broadcast");
+  check_throws<ShapeError>(
+      [] { MultivariateNormal(torch::zeros({3}), CovarianceMatrix{torch::eye(2)}); },
+      {"MultivariateNormal", "covariance_matrix"}, "MVN shapes");
+  check_throws<ShapeError>(
+      [] { MixtureSameFamily(std::make_shared<Categorical>(torch::ones({3})), std::make_shared<Normal>(torch::zeros({2}), 1.0)); },
+      {"MixtureSameFamily", "3", "2"}, "mixture sizes");
+  check_throws<ValueError>(
+      [] { MixtureSameFamily(std::make_shared<Normal>(0.0, 1.0), std::make_shared<Normal>(torch::zeros({2}), 1.0)); },
+      {"MixtureSameFamily", "'mixture'", "Categorical"}, "mixture type");
+}
+
+TEST_CASE("constraints and transforms: transform_to maps onto the constraint, Jacobians match autograd") {
+  torch::manual_seed(3);
+  using namespace constraints;
+  struct Case {
+    ConstraintPtr c;
+    Shape x_shape;
+  };
+  std::vector<Case> cases = {
+      {real(), {5}},
+      {positive(), {5}},
+      {greater_than(2.0), {5}},
+      {less_than(-1.0), {5}},
+      {unit_interval(), {5}},
+      {interval(-2.0, 3.0), {5}},
+      {interval(torch::full({5}, -1.0, f64()), torch::full({5}, 4.0, f64())), {5}},
+      {simplex(), {4}},
+      {lower_cholesky(), {3, 3}},
+      {positive_definite(), {3, 3}},
+      {independent(positive(), 1), {2, 3}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.c->name());
+    auto t = transforms::transform_to(c.c);
+    auto x = torch::randn(c.x_shape, f64());
+    auto y = t->forward(x);
+    CHECK(c.c->check(y).all().item<bool>());
+    CHECK(torch::allclose(t->forward(t->inverse(y)), y, 1e-8, 1e-8));
+    CHECK(transforms::biject_to(c.c)->name() == t->name());
+    // log|det J| against autograd for the elementwise / vector transforms.
+    if (c.c->event_dim() <= 1 && c.x_shape.size() == 1) {
+      auto xv = x.clone().requires_grad_();
+      auto jac = torch::zeros({y.numel(), x.numel()}, f64());
+      auto yv = t->forward(xv);
+      for (int64_t i = 0; i < yv.numel(); ++i) {
+        auto gi = torch::autograd::grad({yv[i]}, {xv}, {}, true)[0];
+        jac[i] = gi;
+      }
+      double expected;
+      if (y.numel() == x.numel()) {
+        expected = std::log(std::abs(torch::det(jac).item<double>()));
+      } else {  // stick-breaking: drop the last (dependent) output coordinate
+        expected = std::log(std::abs(torch::det(jac.slice(0, 0, x.numel())).item<double>()));
+      }
+      auto ladj = t->log_abs_det_jacobian(x, y).sum().item<double>();
+      CHECK(ladj == doctest::Approx(expected).epsilon(1e-8));
+    }
+  }
+  // Discrete constraints and names.
+  CHECK(boolean()->is_discrete());
+  CHECK(integer()->check(T({1.0, 1.5, -2.0})).equal(torch::tensor({true, false, true})));
+  CHECK(nonnegative_integer()->check(T({0.0, -1.0})).equal(torch::tensor({true, false})));
+  CHECK(positive_definite()->check(T({2.0, 0.0, 0.0, 1.0}).reshape({2, 2})).item<bool>());
+  CHECK_FALSE(lower_cholesky()->check(T({1.0, 1.0, 0.0, 1.0}).reshape({2, 2})).item<bool>());
+  CHECK(multinomial(3)->check(T({1.0, 2.0})).item<bool>());
+  CHECK_FALSE(multinomial(3)->check(T({2.0, 2.0})).item<bool>());
+  check_throws<NotImplementedError>([] { transforms::transform_to(integer()); }, {"integer"}, "no transform");
+  // Transform codomains are what TransformedDistribution reports as its support.
+  CHECK(transforms::exp()->codomain()->name() == "greater_than(0)");
+  CHECK(transforms::stick_breaking()->codomain()->name() == "simplex");
+}
+
+TEST_CASE("KL registry: Independent reduction, unregistered pairs, and agreement with Monte Carlo") {
+  torch::manual_seed(5);
+  auto p = std::make_shared<Normal>(torch::zeros({2, 3}, f64()), torch::ones({2, 3}, f64()) * 2);
+  auto q = std::make_shared<Normal>(torch::ones({2, 3}, f64()), torch::ones({2, 3}, f64()));
+  auto kl_ind = kl_divergence(p->to_event(1), q->to_event(1));
+  CHECK(to_shape(kl_ind.sizes()) == Shape{2});
+  CHECK(torch::allclose(kl_ind, kl_divergence(p, q).sum(-1)));
+  check_throws<NotImplementedError>([&] { kl_divergence(p->to_event(1), q->to_event(2)); }, {"Independent"}, "ndims differ");
+  check_throws<NotImplementedError>([&] { kl_divergence(*p, Laplace(0.0, 1.0)); }, {"Normal", "Laplace", "register_kl"},
+                                    "unregistered pair");
+  CHECK(has_kl(*p, *q));
+  // Masked pairs with the same mask: masked entries contribute 0.
+  auto m = torch::tensor({true, false, true});
+  auto kl_masked = kl_divergence(p->mask(m), q->mask(m));
+  CHECK(torch::allclose(kl_masked, kl_divergence(p, q) * m.to(torch::kDouble)));
+  check_throws<NotImplementedError>([&] { kl_divergence(p->mask(m), q->mask(~m)); }, {"masks differ"}, "masks differ");
+  // TransformedDistribution.to moves the transforms' tensors with the base.
+  TransformedDistribution td(std::make_shared<Normal>(T({0.0, 1.0}), 1.0),
+                             {transforms::exp(), transforms::affine(T({1.0, 2.0}), T({2.0, 3.0}))});
+  auto td32 = td.to(torch::TensorOptions().dtype(torch::kFloat));
+  auto v32 = torch::tensor({3.0f, 6.0f});
+  CHECK(static_cast<int>(td32->log_prob(v32).scalar_type()) == static_cast<int>(torch::kFloat));
+  CHECK(torch::allclose(td32->log_prob(v32).to(torch::kDouble), td.log_prob(v32.to(torch::kDouble)), 1e-5, 1e-5));
+  CHECK_FALSE(has_kl(*p, Cauchy(0.0, 1.0)));
+  // Every analytic pair agrees with a Monte Carlo estimate E_p[log p - log q] within 5 standard errors.
+  struct Pair {
+    std::string name;
+    DistPtr p, q;
+  };
+  std::vector<Pair> pairs = {
+      {"Gamma", std::make_shared<Gamma>(2.0, 1.5), std::make_shared<Gamma>(3.0, 1.0)},
+      {"Beta", std::make_shared<Beta>(2.0, 1.5), std::make_shared<Beta>(0.7, 2.0)},
+      {"Dirichlet", std::make_shared<Dirichlet>(T({1.0, 2.0, 3.0})), std::make_shared<Dirichlet>(T({2.0, 2.0, 0.5}))},
+      {"Laplace", std::make_shared<Laplace>(0.5, 1.0), std::make_shared<Laplace>(-0.5, 2.0)},
+      {"MVN", std::make_shared<MultivariateNormal>(T({0.0, 1.0}), CovarianceMatrix{T({2.0, 0.3, 0.3, 1.0}).reshape({2, 2})}),
+       std::make_shared<MultivariateNormal>(T({1.0, 0.0}), PrecisionMatrix{T({1.0, 0.2, 0.2, 0.5}).reshape({2, 2})})},
+  };
+  for (const auto& pr : pairs) {
+    INFO(pr.name);
+    auto x = pr.p->sample({40000});
+    auto diff = pr.p->log_prob(x) - pr.q->log_prob(x);
+    auto est = diff.mean().item<double>(), se = diff.std().item<double>() / std::sqrt(40000.0);
+    CHECK(std::abs(est - kl_divergence(pr.p, pr.q).item<double>()) <= 5 * se);
+  }
+}
+
+// ------------------------------------------------------------------ a user-defined distribution
+
+namespace user {
+// Written as user code would be: no Ember file is edited.
+class Rayleigh : public ember::dist::DistributionMixin<Rayleigh> {
+ public:
+  BOOST_HANA_DEFINE_STRUCT(Rayleigh, (torch::Tensor, scale));
+  explicit Rayleigh(ember::dist::TensorArg scale_, std::optional<bool> validate = std::nullopt) {
+    scale = ember::dist::broadcast_all({scale_})[0];
+    init(ember::to_shape(scale.sizes()), {}, validate);
+  }
+  static ember::constraints::ConstraintPtr arg_constraint(std::string_view) { return ember::constraints::positive(); }
+  std::string name() const override { return "Rayleigh"; }
+  bool has_rsample() const override { return true; }
+  torch::Tensor rsample(const ember::Shape& sample_shape = {}) const override {
+    auto u = torch::rand(extended_shape(sample_shape), scale.options());
+    return scale * torch::sqrt(-2 * torch::log1p(-u));
+  }
+  torch::Tensor log_prob(const torch::Tensor& x) const override {
+    validate_sample(x);
+    return x.log() - 2 * scale.log() - x.pow(2) / (2 * scale.pow(2));
+  }
+  torch::Tensor mean() const override { return scale * std::sqrt(M_PI / 2); }
+  torch::Tensor variance() const override { return (2 - M_PI / 2) * scale.pow(2); }
+  ember::constraints::ConstraintPtr support() const override { return ember::constraints::positive(); }
+};
+}  // namespace user
+
+TEST_CASE("pluggable: a user-defined distribution works in sample, trace, to_event, expand and KL") {
+  ValidationGuard guard;
+  enable_validation(true);
+  torch::manual_seed(11);
+  using user::Rayleigh;
+  check_throws<ValueError>([] { Rayleigh(-1.0); }, {"Rayleigh", "'scale'"}, "user validation");
+  Rayleigh r(T({1.0, 2.5}));
+  CHECK(r.to_string() == "Rayleigh(scale: [2])");
+  CHECK(r.expand({3, 2})->batch_shape() == Shape{3, 2});
+  auto x = r.sample({20000});
+  auto m = x.mean(0), se = (r.variance() / 20000).sqrt();
+  CHECK(((m - r.mean()).abs() <= 5 * se).all().item<bool>());
+
+  auto model = [](torch::Tensor data) {
+    auto s = sample("s", Rayleigh(1.5));
+    auto p = plate("data", data.size(0));
+    sample("x", Normal(s, 1.0), data);
+    return s;
+  };
+  auto data = T({0.5, 1.0, 2.0});
+  auto tr = trace(model).get_trace(data);
+  const auto& site = tr.at("s");
+  CHECK(site.fn->name() == "Rayleigh");
+  auto s = site.value;
+  auto expected = Rayleigh(1.5).log_prob(s) + Normal(s, 1.0).log_prob(data).sum();
+  CHECK(tr.log_prob_sum().item<double>() == doctest::Approx(expected.item<double>()).epsilon(1e-12));
+  CHECK(tr.reparameterized_nodes() == std::vector<std::string>{"s"});
+
+  // Registered KL, also used through the (Independent, Independent) reduction.
+  register_kl<Rayleigh, Rayleigh>([](const Rayleigh& p, const Rayleigh& q) {
+    return 2 * (q.scale / p.scale).log() + (p.scale / q.scale).pow(2) - 1;
+  });
+  Rayleigh q(T({2.0, 1.0}));
+  auto kl = kl_divergence(r, q);
+  for (int64_t b = 0; b < 2; ++b) {
+    auto diff = (r.log_prob(x) - q.log_prob(x)).select(1, b);
+    auto est = diff.mean().item<double>(), sem = diff.std().item<double>() / std::sqrt(20000.0);
+    CHECK(std::abs(est - kl[b].item<double>()) <= 5 * sem);
+  }
+  CHECK(kl_divergence(r.to_event(1), q.to_event(1)).item<double>() == doctest::Approx(kl.sum().item<double>()));
+}
+
+TEST_CASE("ContinuousBernoulli: finite log_prob, gradients and samples across the unstable region near 0.5") {
+  torch::manual_seed(17);
+  auto logits = T({-30.0, -2.0, -4e-3, -1e-4, 0.0, 1e-4, 4e-3, 2.0, 30.0}).requires_grad_();
+  ContinuousBernoulli d(Logits{logits});
+  auto x = T({0.0, 0.25, 0.5, 0.75, 1.0, 0.1, 0.9, 0.3, 0.6});
+  auto lp = d.log_prob(x);
+  CHECK(torch::isfinite(lp).all().item<bool>());
+  lp.sum().backward();
+  CHECK(torch::isfinite(logits.grad()).all().item<bool>());
+  // The density is continuous across the Taylor/exact boundary at probs = 0.499 / 0.501.
+  auto eps = 1e-7;
+  for (double edge : {0.499, 0.501}) {
+    auto below = ContinuousBernoulli(T({edge - eps})).log_prob(T({0.2, 0.8}));
+    auto above = ContinuousBernoulli(T({edge + eps})).log_prob(T({0.2, 0.8}));
+    CHECK(torch::allclose(below, above, 1e-5, 1e-5));
+  }
+  auto logits2 = torch::zeros({4}, f64()).requires_grad_();
+  auto y = ContinuousBernoulli(Logits{logits2}).rsample({100});
+  CHECK(((y >= 0) & (y <= 1)).all().item<bool>());
+  y.sum().backward();
+  CHECK(torch::isfinite(logits2.grad()).all().item<bool>());
+}
+
+TEST_CASE("Delta and Unit: point masses and factors") {
+  auto v = T({1.0, 2.0, 3.0, 4.0, 5.0, 6.0}).reshape({2, 3});
+  Delta d(v, 1);
+  CHECK(d.batch_shape() == Shape{2});
+  CHECK(d.event_shape() == Shape{3});
+  CHECK(torch::equal(d.sample({4}), v.expand({4, 2, 3})));
+  auto lp = d.log_prob(T({1.0, 2.0, 3.0, 4.0, 5.0, 7.0}).reshape({2, 3}));
+  CHECK(lp[0].item<double>() == 0.0);
+  CHECK(std::isinf(lp[1].item<double>()));
+  CHECK(lp[1].item<double>() < 0);
+  Delta dd(v, T({0.5, -0.5}), 1);
+  CHECK(torch::allclose(dd.log_prob(v), T({0.5, -0.5})));
+  Unit u(T({1.5, 2.5}));
+  CHECK(u.batch_shape() == Shape{2});
+  CHECK(torch::allclose(u.log_prob(u.sample()), T({1.5, 2.5})));
+}

@@ -1,0 +1,87 @@
+#pragma once
+/// \file Line plots (loss curves) rendered to PNG with PLplot's cairo driver.
+///
+/// ```
+/// viz::write_line_plot(out + "/loss.png",
+///                      {{"train", epochs, train_loss}, {"test", epochs, test_loss}},
+///                      viz::PlotOptions().title("Causal VAE").x_label("epoch").y_label("-ELBO per image"));
+/// ```
+///
+/// Thread safety: PLplot keeps process-wide state (its stream table, the current stream,
+/// error handlers). Every call Ember makes into PLplot holds plplot_mutex(), so Ember's plots
+/// may be drawn from several threads; other code calling PLplot directly while Ember plots must
+/// take the same mutex. Each plot uses a fresh PLplot stream, ends it, and restores the
+/// caller's current stream.
+///
+/// Requires the PLplot "pngcairo" device (Debian: plplot-driver-cairo); its absence is an
+/// ember::RuntimeError, checked before PLplot is initialised (PLplot itself would exit()).
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ember::viz {
+
+/// One named curve: points (x[i], y[i]) joined in order.
+struct Series {
+  /// Legend text (printable ASCII or UTF-8; shown verbatim).
+  std::string name;
+  /// Abscissae, e.g. epochs.
+  std::vector<double> x;
+  /// Ordinates, e.g. losses; same length as x.
+  std::vector<double> y;
+};
+
+/// Labels and size of a plot.
+struct PlotOptions {
+  /// Title above the plot. Default: none.
+  PlotOptions& title(std::string t) { title_ = std::move(t); return *this; }
+  /// Label of the x axis. Default: none.
+  PlotOptions& x_label(std::string l) { x_label_ = std::move(l); return *this; }
+  /// Label of the y axis. Default: none.
+  PlotOptions& y_label(std::string l) { y_label_ = std::move(l); return *this; }
+  /// Image size in pixels, each in [100, 8192]. Default 800 x 600.
+  PlotOptions& size(int width, int height) { width_ = width; height_ = height; return *this; }
+  /// Logarithmic y axis (all y must be > 0). Default false.
+  PlotOptions& log_y(bool on) { log_y_ = on; return *this; }
+  /// Marks every point with a dot: 1 always, 0 never, -1 (default) when a series has <= 50 points.
+  PlotOptions& markers(int mode) { markers_ = mode; return *this; }
+
+  /// The title.
+  const std::string& title() const { return title_; }
+  /// The x-axis label.
+  const std::string& x_label() const { return x_label_; }
+  /// The y-axis label.
+  const std::string& y_label() const { return y_label_; }
+  /// Width in pixels.
+  int width() const { return width_; }
+  /// Height in pixels.
+  int height() const { return height_; }
+  /// Whether the y axis is logarithmic.
+  bool log_y() const { return log_y_; }
+  /// Marker mode (1, 0, -1).
+  int markers() const { return markers_; }
+
+ private:
+  std::string title_, x_label_, y_label_;
+  int width_ = 800, height_ = 600;
+  bool log_y_ = false;
+  int markers_ = -1;
+};
+
+/// Renders `series` (at least one, each with >= 1 point, all values finite) as a line plot
+/// with axes, grid, title, axis labels and a legend, and returns the PNG file's bytes.
+/// Throws ember::ValueError naming the series and index of a bad value (non-finite, or <= 0
+/// with log_y), mismatched x/y lengths, or bad options; ember::RuntimeError if PLplot's
+/// pngcairo device is missing or PLplot reports an error; ember::IOError if its temporary
+/// file cannot be made or read.
+std::string render_line_plot_png(const std::vector<Series>& series, const PlotOptions& options = {});
+
+/// render_line_plot_png(), written to `path` atomically (temporary file + rename). Errors as
+/// there; ember::IOError naming `path` when it cannot be written.
+void write_line_plot(const std::string& path, const std::vector<Series>& series, const PlotOptions& options = {});
+
+/// The mutex serialising Ember's use of PLplot's global state (see the file comment).
+std::mutex& plplot_mutex();
+
+}  // namespace ember::viz
