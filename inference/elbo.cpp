@@ -36,6 +36,19 @@ Shape full_shape(const dist::Distribution& d) { return concat(d.batch_shape(), d
 void add_to(torch::Tensor& total, const torch::Tensor& x) { total = total.defined() ? total + x : x; }
 torch::Tensor or_zero(const torch::Tensor& t) { return t.defined() ? t : torch::zeros({}, torch::kDouble); }
 
+// Sum of scalar terms in one op when they share dtype and device (else one op per term).
+torch::Tensor sum_all(const std::vector<torch::Tensor>& terms) {
+  if (terms.empty()) return {};
+  if (terms.size() == 1) return terms[0];
+  bool same = true;
+  for (const auto& t : terms)
+    same = same && t.dim() == 0 && t.scalar_type() == terms[0].scalar_type() && t.device() == terms[0].device();
+  if (same) return torch::stack(terms).sum();
+  torch::Tensor total;
+  for (const auto& t : terms) add_to(total, t);
+  return total;
+}
+
 bool all_finite(const torch::Tensor& t) {
   if (!t.defined() || !t.is_floating_point()) return true;
   return torch::isfinite(t.detach()).all().item<bool>();
@@ -288,21 +301,21 @@ torch::Tensor ELBO::compute_differentiable_loss(const Program& model, const Prog
 // ---------------------------------------------------------------- Trace_ELBO
 
 ELBO::Particle Trace_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
-  torch::Tensor elbo, surrogate;
-  for (const auto& s : model_trace) {
-    if (!is_sample(s)) continue;
-    add_to(elbo, s.log_prob_sum.detach());
-    add_to(surrogate, s.log_prob_sum);
-  }
+  // Terms are collected and summed in one op each (a per-site running sum costs a LibTorch
+  // op per site): log p of model sites, log q of reparameterised guide sites (pathwise),
+  // log q of the other guide sites (value only) and their score-function terms.
+  std::vector<torch::Tensor> log_p, log_q_path, log_q_sf, score_terms;
+  for (const auto& s : model_trace)
+    if (is_sample(s)) log_p.push_back(s.log_prob_sum);
   std::optional<LogR> log_r;
   for (const auto& s : guide_trace) {
     if (!is_sample(s)) continue;
-    add_to(elbo, -s.log_prob_sum.detach());
     if (s.is_observed || s.fn->has_rsample()) {
       // Pathwise: the entropy term log q(z(eps)) carries the gradient.
-      add_to(surrogate, -s.log_prob_sum);
+      log_q_path.push_back(s.log_prob_sum);
       continue;
     }
+    log_q_sf.push_back(s.log_prob_sum.detach());
     // Score function: log q(z) * stop_grad(log p - log q), summed to z's plates.
     if (!log_r) {
       log_r.emplace();
@@ -316,7 +329,14 @@ ELBO::Particle Trace_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
     }
     // (As Pyro, no -log q term: its expected gradient is zero for a normalised q.)
     torch::Tensor r = log_r->sum_to(s.cond_indep_stack);
-    if (r.defined()) add_to(surrogate, (r * s.unscaled_log_prob).sum());
+    if (r.defined()) score_terms.push_back((r * s.unscaled_log_prob).sum());
+  }
+  torch::Tensor p_sum = sum_all(log_p), q_sum = sum_all(log_q_path);
+  torch::Tensor surrogate = q_sum.defined() ? (p_sum.defined() ? p_sum - q_sum : -q_sum) : p_sum;
+  torch::Tensor elbo = surrogate.defined() ? surrogate.detach() : torch::Tensor();
+  if (!log_q_sf.empty()) {
+    add_to(elbo, -sum_all(log_q_sf));
+    if (!score_terms.empty()) add_to(surrogate, sum_all(score_terms));
   }
   Particle p;
   p.loss = -or_zero(elbo).item<double>();

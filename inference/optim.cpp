@@ -13,6 +13,7 @@ void Optimizer::step(const std::vector<std::string>& names) { step(names, get_pa
 void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
   torch::NoGradGuard no_grad;
   for (const auto& n : names) {
+    if (!store.contains(n)) continue;  // e.g. a value substituted for a param never stored
     torch::Tensor p = store.unconstrained(n);
     const torch::Tensor& g = p.grad();
     if (!g.defined()) continue;
@@ -26,6 +27,7 @@ void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
   }
   // As Pyro's zero_grads: gradients become zeros (not None) once a param has been stepped.
   for (const auto& n : names) {
+    if (!store.contains(n)) continue;
     torch::Tensor p = store.unconstrained(n);
     if (p.grad().defined()) p.mutable_grad().zero_();
   }

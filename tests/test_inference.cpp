@@ -444,3 +444,23 @@ TEST_CASE("Beta-Bernoulli: TraceMeanField_ELBO with the exact posterior uses the
   CHECK(std::abs(ma + log_z) < 3 * sea);
   CHECK(mb == doctest::Approx(-log_z).epsilon(1e-9));  // exact posterior: zero variance
 }
+
+TEST_CASE("RenyiELBO with one particle has Trace_ELBO's pathwise gradient") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  NormalNormal nn;
+  auto model = nn.model();
+  auto grads = [&](ELBO& e) {
+    auto s = seed(13);
+    e.loss_and_grads(model, param_guide, nn.x);
+    auto g = torch::stack({store.unconstrained("q_loc").grad().clone(), store.unconstrained("q_scale").grad().clone()});
+    store.unconstrained("q_loc").mutable_grad().zero_();
+    store.unconstrained("q_scale").mutable_grad().zero_();
+    return g;
+  };
+  Trace_ELBO tr;
+  RenyiELBO renyi(0.5, ELBOOptions().num_particles(1));
+  auto a = grads(tr);
+  auto b = grads(renyi);
+  CHECK(torch::allclose(a, b, 1e-12, 1e-12));
+}
