@@ -139,7 +139,6 @@ int train(TrainOptions& o) {
   apply_threads(o.data.threads);
   const auto device = parse_device(o.data.device);
   run.create();
-  run.write_config(cfg);
 
   auto ds = open_dataset(cfg.data, cfg.seed, device);
   torch::manual_seed(cfg.seed);
@@ -157,6 +156,7 @@ int train(TrainOptions& o) {
     run.truncate_metrics(start_epoch);
     std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
   }
+  run.write_config(cfg);  // only once the data and any checkpoint have loaded
   const auto examples = test_examples(ds, first_n(std::min<int64_t>(16, ds.size(data::Split::Test))));
 
   viz::ProgressBar bar(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
@@ -174,17 +174,24 @@ int train(TrainOptions& o) {
     bar.finish_epoch(total / static_cast<double>(seen));
     nlohmann::json metrics = {{"epoch", epoch + 1}, {"train_loss", total / static_cast<double>(seen)}, {"test_loss", nullptr}};
     const bool test_now = (epoch + 1) % cfg.test_every == 0 || epoch + 1 == cfg.epochs;
-    if (test_now) metrics["test_loss"] = causal_vae::test_loss(vae, ds, svi);
+    // Evaluation and pictures draw from their own seeded stream, which `seed` restores on
+    // exit: the training stream (and so a resumed run) does not depend on --test-every.
+    std::optional<SeedMessenger> evaluation_stream;
+    if (test_now) {
+      evaluation_stream.emplace(cfg.seed + 1000003 * static_cast<uint64_t>(epoch + 1));
+      metrics["test_loss"] = causal_vae::test_loss(vae, ds, svi);
+    }
     metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    svi.save(run.checkpoint());  // atomic: a crash keeps the previous checkpoint
-    run.append_metrics(metrics);
-    std::cout << metrics.dump() << std::endl;
     if (test_now) {
       write_reconstructions(vae, examples, run.path("reconstructions.png"), 8);
       viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4),
                             viz::ImageGridOptions().cols(8).upscale(2));
-      write_loss_curve(run);
     }
+    evaluation_stream.reset();
+    svi.save(run.checkpoint());  // atomic: a crash keeps the previous checkpoint
+    run.append_metrics(metrics);
+    if (test_now) write_loss_curve(run);
+    std::cout << metrics.dump() << std::endl;
   }
   std::cout << "\nRun directory: " << fs::absolute(run.dir()).string() << "\n"
             << "  metrics:          " << run.path("metrics.jsonl") << "\n"
