@@ -310,12 +310,18 @@ nlohmann::json judge(CausalVAE& vae, const data::DigitDataset& ds, const JudgeOp
   auto flipped = 1 - observed.is_handwritten;
   auto cf = vae.counterfactual(observed, flipped, std::nullopt);
   auto cf_acc = accuracy(clf, cf, test.labels.index_select(0, rows), flipped.squeeze(1));
+  // Calibration: the classifier on reconstructions (expected images, as blurry as the
+  // generated ones) of the same test images with their own labels.
+  auto recon_acc = accuracy(clf, vae.reconstruct(observed), test.labels.index_select(0, rows),
+                            observed.is_handwritten.squeeze(1));
   return {{"classifier",
            {{"architecture", "MLP 784-512-256, digit and is_handwritten heads"},
             {"epochs", o.classifier_epochs},
             {"held_out_digit_accuracy", held_out.digit},
             {"held_out_style_accuracy", held_out.style},
-            {"test_images", test.images.size(0)}}},
+            {"test_images", test.images.size(0)},
+            {"reconstruction_digit_accuracy", recon_acc.digit},
+            {"reconstruction_style_accuracy", recon_acc.style}}},
           {"generated",
            {{"images_per_cell", o.images_per_cell},
             {"digit_accuracy", digit_hits / total},
