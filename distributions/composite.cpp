@@ -1,5 +1,7 @@
 // Distributions built from other distributions or transforms: TransformedDistribution,
 // MixtureSameFamily, RelaxedBernoulli, RelaxedOneHotCategorical.
+#include <torch/nn/functional/activation.h>
+
 #include "distributions/independent.h"
 #include "distributions/mixture_same_family.h"
 #include "distributions/relaxed_bernoulli.h"

@@ -1,5 +1,6 @@
 #include "distributions/constraints.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -45,8 +46,16 @@ torch::Tensor IntegerInterval::check(const torch::Tensor& v) const {
 }
 
 torch::Tensor Simplex::check(const torch::Tensor& v) const {
-  // Tolerance as torch: |sum - 1| < 1e-6.
-  return (v >= 0).all(-1) & ((v.sum(-1) - 1).abs() < 1e-6);
+  // |sum - 1| < 1e-6 as torch, widened to K * eps for low-precision dtypes so that
+  // normalised float32 vectors with many categories still pass.
+  double tol = 1e-6;
+  if (v.is_floating_point() && v.dim() > 0) {
+    const double eps = v.scalar_type() == torch::kDouble ? 2.220446049250313e-16
+                       : v.scalar_type() == torch::kFloat ? 1.1920928955078125e-07
+                                                          : 0.0078125;
+    tol = std::max(tol, static_cast<double>(v.size(-1)) * eps);
+  }
+  return (v >= 0).all(-1) & ((v.sum(-1) - 1).abs() < tol);
 }
 
 torch::Tensor IntegerVector::check(const torch::Tensor& v) const { return ((v >= 0) & (v == v.floor())).all(-1); }

@@ -65,6 +65,7 @@ struct IntegerInterval : Constraint {
   torch::Tensor check(const torch::Tensor& v) const override;
   bool is_discrete() const override { return true; }
 };
+/// Nonnegative vectors summing to one within max(1e-6, K * dtype epsilon).
 struct Simplex : Constraint {
   std::string name() const override { return "simplex"; }
   torch::Tensor check(const torch::Tensor& v) const override;

@@ -1,4 +1,6 @@
 // The KL-divergence registry and the analytic pairs.
+#include <torch/nn/functional/activation.h>
+
 #include "distributions/kl.h"
 
 #include <limits>

@@ -1,3 +1,6 @@
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/padding.h>
+
 #include "distributions/transforms.h"
 
 #include <cmath>

@@ -348,6 +348,14 @@ TEST_CASE("constraints and transforms: transform_to maps onto the constraint, Ja
   CHECK(positive_definite()->check(T({2.0, 0.0, 0.0, 1.0}).reshape({2, 2})).item<bool>());
   CHECK_FALSE(lower_cholesky()->check(T({1.0, 1.0, 0.0, 1.0}).reshape({2, 2})).item<bool>());
   CHECK(multinomial(3)->check(T({1.0, 2.0})).item<bool>());
+  CHECK_FALSE(simplex()->check(T({0.5, 0.5 + 1e-5})).item<bool>());
+  CHECK_FALSE(simplex()->check(T({1.5, -0.5})).item<bool>());
+  {  // many float32 categories: normalised probabilities validate
+    torch::manual_seed(8);
+    auto probs = torch::rand({4, 5000});
+    CHECK_NOTHROW(Categorical(probs).log_prob(torch::zeros({4}, torch::kLong)));
+    CHECK(simplex()->check(probs / probs.sum(-1, true)).all().item<bool>());
+  }
   CHECK_FALSE(multinomial(3)->check(T({2.0, 2.0})).item<bool>());
   check_throws<NotImplementedError>([] { transforms::transform_to(integer()); }, {"integer"}, "no transform");
   // Transform codomains are what TransformedDistribution reports as its support.
