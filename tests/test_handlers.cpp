@@ -4,34 +4,21 @@
 #include <cmath>
 
 #include "ppl/ppl.h"
+#include "test_util.h"
 
 using namespace ember;
+using ember::testing::error_of;
+using ember::testing::normal_log_prob;
 using dist::Bernoulli;
 using dist::Normal;
 
 namespace {
-
-constexpr double kLogSqrt2Pi = 0.91893853320467274178;
-double normal_lp(double x, double mu, double sigma) {
-  double z = (x - mu) / sigma;
-  return -0.5 * z * z - std::log(sigma) - kLogSqrt2Pi;
-}
 
 // z ~ N(0, 1); x ~ N(z, 2) observed or not; y ~ N(x + z, 1).
 torch::Tensor chain() {
   auto z = sample("z", Normal(0.0, 1.0));
   auto x = sample("x", Normal(z, 2.0));
   return sample("y", Normal(x + z, 1.0));
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -80,7 +67,7 @@ TEST_CASE("trace(replay(condition(model))) gives the joint log-density computed 
   CHECK(t.at("z").value.item<double>() == z);
   CHECK(t.at("x").value.item<double>() == x);
   CHECK(t.at("y").value.item<double>() == 1.25);
-  const double expected = normal_lp(z, 0, 1) + normal_lp(x, z, 2) + normal_lp(1.25, x + z, 1);
+  const double expected = normal_log_prob(z, 0, 1) + normal_log_prob(x, z, 2) + normal_log_prob(1.25, x + z, 1);
   CHECK(t.log_prob_sum().item<double>() == doctest::Approx(expected).epsilon(1e-6));
 }
 
@@ -187,7 +174,7 @@ TEST_CASE("scale multiplies log-probs and rejects non-positive factors") {
   auto model = [] { sample("x", Normal(0.0, 1.0), torch::tensor(0.0)); };
   Trace t = trace(scale(model, 3.0)).get_trace();
   CHECK(t.at("x").scale == 3.0);
-  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(3 * normal_lp(0, 0, 1)));
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(3 * normal_log_prob(0, 0, 1)));
   CHECK_THROWS_AS(scale(0.0), ValueError);
   CHECK_THROWS_AS(scale(-1.0), ValueError);
 }
@@ -206,7 +193,7 @@ TEST_CASE("mask zeroes masked log-probs; nested masks combine with and") {
   t.compute_log_prob();
   auto lp = t.at("x").log_prob;
   CHECK(lp[0].item<double>() == 0.0);
-  CHECK(lp[1].item<double>() == doctest::Approx(normal_lp(0, 0, 1)));
+  CHECK(lp[1].item<double>() == doctest::Approx(normal_log_prob(0, 0, 1)));
   CHECK(lp[2].item<double>() == 0.0);
   Trace off = trace(mask(model, torch::tensor(false))).get_trace();
   CHECK(off.log_prob_sum().item<double>() == 0.0);

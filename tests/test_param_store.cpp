@@ -5,8 +5,11 @@
 #include <fstream>
 
 #include "ppl/ppl.h"
+#include "test_util.h"
 
 using namespace ember;
+using ember::testing::error_of;
+using ember::testing::normal_log_prob;
 
 namespace {
 
@@ -14,16 +17,6 @@ std::string temp_path(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / "ember-tests";
   std::filesystem::create_directories(dir);
   return (dir / (name + "-" + std::to_string(::getpid()))).string();
-}
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 struct StoreFixture {

@@ -4,19 +4,15 @@
 #include <cmath>
 
 #include "ppl/ppl.h"
+#include "test_util.h"
 
 using namespace ember;
+using ember::testing::error_of;
+using ember::testing::normal_log_prob;
 using dist::Bernoulli;
 using dist::Normal;
 
 namespace {
-
-constexpr double kLogSqrt2Pi = 0.91893853320467274178;
-
-double normal_lp(double x, double mu, double sigma) {
-  double z = (x - mu) / sigma;
-  return -0.5 * z * z - std::log(sigma) - kLogSqrt2Pi;
-}
 
 // Records the order in which hooks run.
 struct Recorder : Messenger {
@@ -32,16 +28,6 @@ struct Recorder : Messenger {
   }
   void postprocess(Message&) override { log->push_back("post " + tag); }
 };
-
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -114,7 +100,7 @@ TEST_CASE("trace records sites in order with values, distributions and observed 
   CHECK(t.reparameterized_nodes() == std::vector<std::string>{"mu"});
   CHECK(t.return_value.equal(t.at("mu").value));
   const double mu = t.at("mu").value.item<double>();
-  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(normal_lp(mu, 0, 1) + normal_lp(0.5, mu, 1)).epsilon(1e-6));
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(normal_log_prob(mu, 0, 1) + normal_log_prob(0.5, mu, 1)).epsilon(1e-6));
 }
 
 TEST_CASE("duplicate sample site names are an error naming the site") {
@@ -262,7 +248,7 @@ TEST_CASE("subsampling plates scale log-probs by size / subsample_size and index
   CHECK(std::get<0>(torch::_unique(idx)).size(0) == 10);
   double expected = 0;
   auto b = data.index_select(0, idx);
-  for (int i = 0; i < 10; ++i) expected += 10.0 * normal_lp(b[i].item<double>(), 0, 1);
+  for (int i = 0; i < 10; ++i) expected += 10.0 * normal_log_prob(b[i].item<double>(), 0, 1);
   CHECK(t.log_prob_sum().item<double>() == doctest::Approx(expected).epsilon(1e-5));
   // The plate's subsample site is in the trace but not among the latent variables.
   CHECK(t.contains("data"));

@@ -235,3 +235,100 @@ data::DigitTable load_digits(const std::string& spec) {
 }
 
 }  // namespace ember::causal_vae
+
+// ------------------------------------------------------------------ the judge
+
+namespace ember::causal_vae {
+
+ClassifierImpl::ClassifierImpl() {
+  fc1 = register_module("fc1", torch::nn::Linear(784, 512));
+  fc2 = register_module("fc2", torch::nn::Linear(512, 256));
+  digit = register_module("digit", torch::nn::Linear(256, 10));
+  style = register_module("style", torch::nn::Linear(256, 1));
+}
+
+std::pair<torch::Tensor, torch::Tensor> ClassifierImpl::forward(const torch::Tensor& image) {
+  auto h = torch::relu(fc2->forward(torch::relu(fc1->forward(image))));
+  return {digit->forward(h), style->forward(h).squeeze(1)};
+}
+
+namespace {
+
+struct Accuracy {
+  double digit = 0, style = 0;
+};
+
+Accuracy accuracy(Classifier& c, const torch::Tensor& images, const torch::Tensor& digits, const torch::Tensor& styles) {
+  torch::NoGradGuard no_grad;
+  auto [dl, sl] = c->forward(images);
+  return {(dl.argmax(1) == digits).to(torch::kDouble).mean().item<double>(),
+          ((sl > 0).to(styles.dtype()) == styles).to(torch::kDouble).mean().item<double>()};
+}
+
+}  // namespace
+
+nlohmann::json judge(CausalVAE& vae, const data::DigitDataset& ds, const JudgeOptions& o) {
+  auto seeded = seed(o.seed);
+  const auto device = vae.device();
+  Classifier clf;
+  clf->to(device);
+  torch::optim::Adam adam(clf->parameters(), torch::optim::AdamOptions(1e-3));
+  for (int64_t e = 0; e < o.classifier_epochs; ++e) {
+    for (const auto& b : ds.epoch(data::Split::Train, 128, e)) {
+      auto [dl, sl] = clf->forward(b.images);
+      auto loss = torch::cross_entropy_loss(dl, b.labels) + torch::binary_cross_entropy_with_logits(sl, b.handwritten);
+      adam.zero_grad();
+      loss.backward();
+      adam.step();
+    }
+  }
+  clf->eval();
+  auto test = ds.all(data::Split::Test);
+  auto held_out = accuracy(clf, test.images, test.labels, test.handwritten);
+
+  torch::NoGradGuard no_grad;
+  nlohmann::json cells = nlohmann::json::array();
+  double digit_hits = 0, style_hits = 0, total = 0;
+  for (int64_t d = 0; d < 10; ++d) {
+    for (double h : {0.0, 1.0}) {
+      auto images = vae.generate(d, h, o.images_per_cell);
+      auto acc = accuracy(clf, images, torch::full({o.images_per_cell}, d, torch::TensorOptions().dtype(torch::kLong).device(device)),
+                          torch::full({o.images_per_cell}, h, torch::TensorOptions().device(device)));
+      cells.push_back({{"digit", d}, {"is_handwritten", static_cast<int>(h)}, {"digit_accuracy", acc.digit},
+                       {"style_accuracy", acc.style}});
+      digit_hits += acc.digit;
+      style_hits += acc.style;
+      total += 1;
+    }
+  }
+  // Counterfactuals: flip is_handwritten of test images, keep everything else.
+  auto rows = torch::randperm(test.images.size(0), torch::TensorOptions().dtype(torch::kLong)).narrow(
+      0, 0, std::min<int64_t>(o.counterfactuals, test.images.size(0)));
+  rows = rows.to(device);
+  Batch observed{test.images.index_select(0, rows), test.one_hot().index_select(0, rows),
+                 test.handwritten.index_select(0, rows).unsqueeze(1)};
+  auto flipped = 1 - observed.is_handwritten;
+  auto cf = vae.counterfactual(observed, flipped, std::nullopt);
+  auto cf_acc = accuracy(clf, cf, test.labels.index_select(0, rows), flipped.squeeze(1));
+  // Calibration: the classifier on reconstructions (expected images, as blurry as the
+  // generated ones) of the same test images with their own labels.
+  auto recon_acc = accuracy(clf, vae.reconstruct(observed), test.labels.index_select(0, rows),
+                            observed.is_handwritten.squeeze(1));
+  return {{"classifier",
+           {{"architecture", "MLP 784-512-256, digit and is_handwritten heads"},
+            {"epochs", o.classifier_epochs},
+            {"held_out_digit_accuracy", held_out.digit},
+            {"held_out_style_accuracy", held_out.style},
+            {"test_images", test.images.size(0)},
+            {"reconstruction_digit_accuracy", recon_acc.digit},
+            {"reconstruction_style_accuracy", recon_acc.style}}},
+          {"generated",
+           {{"images_per_cell", o.images_per_cell},
+            {"digit_accuracy", digit_hits / total},
+            {"style_accuracy", style_hits / total},
+            {"cells", cells}}},
+          {"counterfactual_flip_style",
+           {{"images", rows.size(0)}, {"style_flipped", cf_acc.style}, {"digit_kept", cf_acc.digit}}}};
+}
+
+}  // namespace ember::causal_vae

@@ -162,4 +162,28 @@ double test_loss(CausalVAE& vae, const data::DigitDataset& ds, SVI& svi) {
 /// image with `k` samples from the guide, as JSON.
 nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k);
 
+/// An independent judge of the VAE's pictures: an MLP (784 -> 512 -> 256) with a digit head
+/// and an is_handwritten head, trained on the real training images only.
+struct ClassifierImpl : torch::nn::Module {
+  ClassifierImpl();
+  /// (digit logits [B, 10], is_handwritten logit [B]).
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& image);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, digit{nullptr}, style{nullptr};
+};
+TORCH_MODULE(Classifier);
+
+/// Settings of `judge`.
+struct JudgeOptions {
+  int64_t classifier_epochs = 8;
+  int64_t images_per_cell = 100;
+  int64_t counterfactuals = 1000;
+  uint64_t seed = 0;
+};
+
+/// Trains the classifier on the training split, reports its held-out accuracy, then the
+/// share of generated images (per digit x style, through `generate`) that it labels with the
+/// intended digit and style, and the share of counterfactuals that flip is_handwritten where
+/// it sees the new style while keeping the digit. Returns the report as JSON.
+nlohmann::json judge(CausalVAE& vae, const data::DigitDataset& ds, const JudgeOptions& options);
+
 }  // namespace ember::causal_vae

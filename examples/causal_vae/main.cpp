@@ -139,7 +139,6 @@ int train(TrainOptions& o) {
   apply_threads(o.data.threads);
   const auto device = parse_device(o.data.device);
   run.create();
-  run.write_config(cfg);
 
   auto ds = open_dataset(cfg.data, cfg.seed, device);
   torch::manual_seed(cfg.seed);
@@ -157,6 +156,7 @@ int train(TrainOptions& o) {
     run.truncate_metrics(start_epoch);
     std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
   }
+  run.write_config(cfg);  // only once the data and any checkpoint have loaded
   const auto examples = test_examples(ds, first_n(std::min<int64_t>(16, ds.size(data::Split::Test))));
 
   viz::ProgressBar bar(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
@@ -174,17 +174,24 @@ int train(TrainOptions& o) {
     bar.finish_epoch(total / static_cast<double>(seen));
     nlohmann::json metrics = {{"epoch", epoch + 1}, {"train_loss", total / static_cast<double>(seen)}, {"test_loss", nullptr}};
     const bool test_now = (epoch + 1) % cfg.test_every == 0 || epoch + 1 == cfg.epochs;
-    if (test_now) metrics["test_loss"] = causal_vae::test_loss(vae, ds, svi);
+    // Evaluation and pictures draw from their own seeded stream, which `seed` restores on
+    // exit: the training stream (and so a resumed run) does not depend on --test-every.
+    std::optional<SeedMessenger> evaluation_stream;
+    if (test_now) {
+      evaluation_stream.emplace(cfg.seed + 1000003 * static_cast<uint64_t>(epoch + 1));
+      metrics["test_loss"] = causal_vae::test_loss(vae, ds, svi);
+    }
     metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    svi.save(run.checkpoint());  // atomic: a crash keeps the previous checkpoint
-    run.append_metrics(metrics);
-    std::cout << metrics.dump() << std::endl;
     if (test_now) {
       write_reconstructions(vae, examples, run.path("reconstructions.png"), 8);
       viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4),
                             viz::ImageGridOptions().cols(8).upscale(2));
-      write_loss_curve(run);
     }
+    evaluation_stream.reset();
+    svi.save(run.checkpoint());  // atomic: a crash keeps the previous checkpoint
+    run.append_metrics(metrics);
+    if (test_now) write_loss_curve(run);
+    std::cout << metrics.dump() << std::endl;
   }
   std::cout << "\nRun directory: " << fs::absolute(run.dir()).string() << "\n"
             << "  metrics:          " << run.path("metrics.jsonl") << "\n"
@@ -297,6 +304,21 @@ int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std:
   return 0;
 }
 
+int judge(const RunOptions& o, causal_vae::JudgeOptions jo) {
+  auto r = load_run(o);
+  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto report = causal_vae::judge(*r.vae, ds, jo);
+  const auto path = out_or(o, "judge.json");
+  write_file_atomic(path, report.dump(2) + "\n");
+  std::cout << "classifier held-out accuracy: digit " << report["classifier"]["held_out_digit_accuracy"] << ", style "
+            << report["classifier"]["held_out_style_accuracy"] << "\n"
+            << "generated images labelled as intended: digit " << report["generated"]["digit_accuracy"] << ", style "
+            << report["generated"]["style_accuracy"] << "\n"
+            << "counterfactuals flipping is_handwritten: style flipped " << report["counterfactual_flip_style"]["style_flipped"]
+            << ", digit kept " << report["counterfactual_flip_style"]["digit_kept"] << "\nwrote " << path << "\n";
+  return 0;
+}
+
 int import_weights(const std::string& state_dict, const std::string& encoder_file, const std::string& decoder_file,
                    causal_vae::TrainConfig cfg, const std::string& out) {
   causal_vae::RunDir run(out);
@@ -387,6 +409,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cf_cmd->add_option("--set-digit", set_digit, "also set the digit (-1: keep)")->check(CLI::Range(-1, 9))->capture_default_str();
 
+  RunOptions judge_o;
+  causal_vae::JudgeOptions judge_opts;
+  auto* judge_cmd = app.add_subcommand(
+      "judge", "train an independent digit/style classifier and score generated images and counterfactuals with it");
+  add_run_options(judge_cmd, judge_o);
+  judge_cmd->add_option("--classifier-epochs", judge_opts.classifier_epochs, "classifier training epochs")->capture_default_str();
+  judge_cmd->add_option("--per-cell", judge_opts.images_per_cell, "generated images per (digit, style)")->capture_default_str();
+  judge_cmd->add_option("--counterfactuals", judge_opts.counterfactuals, "test images to flip")->capture_default_str();
+  judge_cmd->add_option("--seed", judge_opts.seed, "seed of the classifier and the draws")->capture_default_str();
+
   causal_vae::TrainConfig import_cfg;
   std::string import_sd, import_enc, import_dec, import_out = "runs/imported", ilik = "bernoulli", ilab = "indicator";
   auto* import_cmd = app.add_subcommand("import-weights", "load encoder/decoder weights saved with torch.save(state_dict)");
@@ -410,6 +442,7 @@ int main(int argc, char** argv) {
     if (*gen_cmd) return generate(gen_o, per_cell, seed);
     if (*int_cmd) return intervene(int_o, digit, handwritten, count, seed);
     if (*cf_cmd) return counterfactual(cf_o, indices, set_style, set_digit);
+    if (*judge_cmd) return judge(judge_o, judge_opts);
     if (*import_cmd) {
       import_cfg.model.likelihood = causal_vae::likelihood_from_string(ilik);
       import_cfg.model.label_encoding = causal_vae::label_encoding_from_string(ilab);

@@ -1,0 +1,256 @@
+// The causal VAE example: its model and guide, the handler-composed queries, the import of
+// the book's state_dict, and the command line's behaviour on good and bad input.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "examples/causal_vae/causal_vae.h"
+#include "inference/elbo.h"
+#include "io/state_dict.h"
+
+using namespace ember;
+using causal_vae::CausalVAE;
+namespace fs = std::filesystem;
+
+namespace {
+
+causal_vae::Config small_config() {
+  causal_vae::Config c;
+  c.z_dim = 4;
+  c.hidden_dim = 8;
+  return c;
+}
+
+causal_vae::Batch random_batch(int64_t n) {
+  auto digits = torch::randint(10, {n}, torch::kLong);
+  return {torch::rand({n, 784}), torch::one_hot(digits, 10).to(torch::kFloat), torch::randint(2, {n, 1}).to(torch::kFloat)};
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+struct Command {
+  int rc;
+  std::string output;
+};
+
+Command run(const std::string& args) {
+  const std::string log = (fs::temp_directory_path() / ("ember-causal-vae-cmd-" + std::to_string(::getpid()) + ".log")).string();
+  int status = std::system((std::string(EMBER_CAUSAL_VAE_BIN) + " " + args + " > " + log + " 2>&1").c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(log)};
+}
+
+// A small CSV in the book's layout: 120 handwritten and 120 typed bundled images.
+std::string tiny_csv() {
+  static const std::string path = [] {
+    auto all = data::load_bundled();
+    data::DigitTable t;
+    int64_t typed = 0, hand = 0;
+    for (size_t i = 0; i < all.size(); ++i) {
+      int64_t& count = all.handwritten[i] ? hand : typed;
+      if (count >= 120 || (i % 7) != 0) continue;
+      ++count;
+      t.pixels.insert(t.pixels.end(), all.pixels.begin() + static_cast<std::ptrdiff_t>(i * 784),
+                      all.pixels.begin() + static_cast<std::ptrdiff_t>((i + 1) * 784));
+      t.labels.push_back(all.labels[i]);
+      t.handwritten.push_back(all.handwritten[i]);
+      t.source.push_back(-1);
+      t.names.emplace_back();
+    }
+    auto p = (fs::temp_directory_path() / ("ember-tiny-" + std::to_string(::getpid()) + ".csv")).string();
+    data::save_book_csv(p, t);
+    return p;
+  }();
+  return path;
+}
+
+std::string fresh_dir(const std::string& name) {
+  auto p = fs::temp_directory_path() / ("ember-cvae-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  return p.string();
+}
+
+const std::string kSmall = " --z-dim 4 --hidden-dim 8 --batch-size 40 --threads 1 ";
+
+}  // namespace
+
+TEST_CASE("the training model and guide have the book's sites, shapes and observations") {
+  clear_param_store();
+  torch::manual_seed(0);
+  CausalVAE vae(small_config());
+  auto b = random_batch(5);
+  Trace guide = trace([&] { vae.training_guide(b); }).get_trace();
+  Trace model = trace(replay([&] { vae.training_model(b); }, guide)).get_trace();
+  CHECK(guide.stochastic_nodes() == std::vector<std::string>{"Z"});
+  CHECK(model.stochastic_nodes() == std::vector<std::string>{"Z"});
+  CHECK(model.observation_nodes() == std::vector<std::string>{"digit", "is_handwritten", "img"});
+  CHECK(model.at("Z").fn->batch_shape() == Shape{5});
+  CHECK(model.at("Z").fn->event_shape() == Shape{4});
+  CHECK(model.at("digit").fn->event_shape() == Shape{10});
+  CHECK(model.at("is_handwritten").fn->event_shape() == Shape{1});
+  CHECK(model.at("img").fn->batch_shape() == Shape{5});
+  CHECK(model.at("img").fn->event_shape() == Shape{784});
+  CHECK(model.at("Z").value.equal(guide.at("Z").value));
+  CHECK(get_param_store().contains("encoder$$$fc21.weight"));
+  CHECK(get_param_store().contains("decoder$$$fc2.bias"));
+  clear_param_store();
+}
+
+TEST_CASE("Ember's Trace_ELBO equals the negative ELBO written out by hand") {
+  clear_param_store();
+  torch::manual_seed(1);
+  CausalVAE vae(small_config());
+  auto b = random_batch(6);
+  auto model = [&](const causal_vae::Batch& x) { vae.training_model(x); };
+  auto guide = [&](const causal_vae::Batch& x) { vae.training_guide(x); };
+  torch::manual_seed(7);
+  const double ember_loss = infer::Trace_ELBO().loss(model, guide, b);
+  torch::manual_seed(7);
+  torch::NoGradGuard no_grad;
+  auto [loc, scale] = vae.encoder()->forward(b.image, b.digit, b.is_handwritten);
+  auto z = loc + scale * torch::randn_like(loc);
+  auto normal_lp = [](const torch::Tensor& x, const torch::Tensor& m, const torch::Tensor& s) {
+    return (-0.5 * ((x - m) / s).pow(2) - s.log() - 0.5 * std::log(2 * M_PI)).sum(1);
+  };
+  auto p = vae.decoder()->forward(z, b.digit, b.is_handwritten);
+  auto log_px = (b.image * p.log() + (1 - b.image) * (1 - p).log()).sum(1);
+  auto elbo = normal_lp(z, torch::zeros_like(z), torch::ones_like(z)) + std::log(0.1) + std::log(0.5) + log_px -
+              normal_lp(z, loc, scale);
+  CHECK(ember_loss == doctest::Approx(-elbo.sum().item<double>()).epsilon(1e-5));
+  clear_param_store();
+}
+
+TEST_CASE("counterfactuals composed from trace, condition and do_ equal decoding the abducted Z") {
+  clear_param_store();
+  torch::manual_seed(2);
+  CausalVAE vae(small_config());
+  auto b = random_batch(4);
+  torch::NoGradGuard no_grad;
+  auto [loc, scale] = vae.encoder()->forward(b.image, b.digit, b.is_handwritten);
+  auto flipped = 1 - b.is_handwritten;
+  auto cf = vae.counterfactual(b, flipped, std::nullopt);
+  CHECK(torch::allclose(cf, vae.decoder()->forward(loc, b.digit, flipped), 1e-6, 1e-6));
+  auto three = torch::zeros({4, 10});
+  three.select(1, 3).fill_(1);
+  auto cf3 = vae.counterfactual(b, std::nullopt, 3);
+  CHECK(torch::allclose(cf3, vae.decoder()->forward(loc, three, b.is_handwritten), 1e-6, 1e-6));
+  // No action: the reconstruction, which differs from the style-flipped counterfactual.
+  CHECK(torch::allclose(vae.reconstruct(b), vae.decoder()->forward(loc, b.digit, b.is_handwritten), 1e-6, 1e-6));
+  CHECK_FALSE(torch::allclose(cf, vae.reconstruct(b)));
+  clear_param_store();
+}
+
+TEST_CASE("intervening with do_ decodes prior draws of Z with the intervened labels") {
+  clear_param_store();
+  torch::manual_seed(3);
+  CausalVAE vae(small_config());
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(11);
+  auto images = vae.intervene(7, 0.0, 5);
+  torch::manual_seed(11);
+  auto z = torch::randn({5, 4});  // Z is the model's first draw
+  auto seven = torch::zeros({5, 10});
+  seven.select(1, 7).fill_(1);
+  CHECK(torch::allclose(images, vae.decoder()->forward(z, seven, torch::zeros({5, 1})), 1e-6, 1e-6));
+  CHECK_THROWS_AS(vae.intervene(10, 0.0, 1), ValueError);
+  CHECK_THROWS_AS(vae.intervene(1, 0.5, 1), ValueError);
+  clear_param_store();
+}
+
+TEST_CASE("the book's state_dict (torch.save, zip format) loads into the networks exactly") {
+  clear_param_store();
+  CausalVAE vae(small_config());
+  const std::string dir = EMBER_TEST_DATA_DIR "/causal_vae/";
+  io::load_state_dict_into(*vae.encoder(), dir + "vae_z4_h8.pt", io::LoadStateDictOptions().prefix("encoder."));
+  io::load_state_dict_into(*vae.decoder(), dir + "vae_z4_h8.pt", io::LoadStateDictOptions().prefix("decoder."));
+  auto expected = nlohmann::json::parse(slurp(dir + "expected.json"));
+  torch::NoGradGuard no_grad;
+  auto z = torch::tensor(expected["z"].get<std::vector<float>>()).unsqueeze(0);
+  auto digit = torch::zeros({1, 10});
+  digit[0][3] = 1;
+  auto probs = vae.decoder()->forward(z, digit, torch::ones({1, 1}));
+  auto want = expected["decoder_probs_first10"].get<std::vector<double>>();
+  for (size_t i = 0; i < want.size(); ++i) CHECK(probs[0][static_cast<int64_t>(i)].item<double>() == doctest::Approx(want[i]).epsilon(1e-6));
+  auto img = torch::linspace(0, 1, 784).unsqueeze(0);
+  auto [loc, scale] = vae.encoder()->forward(img, digit, torch::ones({1, 1}));
+  auto want_loc = expected["encoder_loc"].get<std::vector<double>>();
+  for (size_t i = 0; i < want_loc.size(); ++i) CHECK(loc[0][static_cast<int64_t>(i)].item<double>() == doctest::Approx(want_loc[i]).epsilon(1e-5));
+  clear_param_store();
+}
+
+TEST_CASE("causal-vae: bad flags and missing data are clear errors with a non-zero exit") {
+  auto unknown = run("train --no-such-flag");
+  CHECK(unknown.rc != 0);
+  CHECK(unknown.output.find("--no-such-flag") != std::string::npos);
+  auto missing = run("train --data /nonexistent/digits.csv --out " + fresh_dir("missing"));
+  CHECK(missing.rc != 0);
+  CHECK(missing.output.find("/nonexistent/digits.csv") != std::string::npos);
+  auto no_run = run("evaluate --run " + fresh_dir("no-run"));
+  CHECK(no_run.rc != 0);
+  CHECK(no_run.output.find("config.json") != std::string::npos);
+}
+
+TEST_CASE("causal-vae: train writes its run directory; resuming continues exactly; nothing is lost on errors") {
+  const auto csv = tiny_csv();
+  const auto straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
+  auto a = run("train --data " + csv + kSmall + "--epochs 2 --out " + straight);
+  REQUIRE_MESSAGE(a.rc == 0, a.output);
+  for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.ember", "loss-curve.png", "reconstructions.png",
+                        "prior-samples.png"})
+    CHECK_MESSAGE(fs::exists(straight + "/" + f), f);
+  REQUIRE(run("train --data " + csv + kSmall + "--epochs 1 --out " + resumed).rc == 0);
+  auto r = run("train --data " + csv + kSmall + "--epochs 2 --out " + resumed + " --resume");
+  REQUIRE_MESSAGE(r.rc == 0, r.output);
+  // Same metrics (timings aside) and the same parameters, bit for bit.
+  std::ifstream ma(straight + "/metrics.jsonl"), mb(resumed + "/metrics.jsonl");
+  std::string la, lb;
+  int lines = 0;
+  while (std::getline(ma, la) && std::getline(mb, lb)) {
+    auto ja = nlohmann::json::parse(la), jb = nlohmann::json::parse(lb);
+    CHECK(ja["train_loss"] == jb["train_loss"]);
+    CHECK(ja["test_loss"] == jb["test_loss"]);
+    ++lines;
+  }
+  CHECK(lines == 2);
+  auto pa = read_tensor_archive(straight + "/checkpoint.ember"), pb = read_tensor_archive(resumed + "/checkpoint.ember");
+  REQUIRE(pa.entries.size() == pb.entries.size());
+  for (size_t i = 0; i < pa.entries.size(); ++i) CHECK_MESSAGE(pa.entries[i].tensor.equal(pb.entries[i].tensor), pa.entries[i].name);
+
+  // Training into an existing run without --resume is refused, and the run is untouched.
+  const auto before = slurp(straight + "/checkpoint.ember");
+  auto again = run("train --data " + csv + kSmall + "--epochs 2 --out " + straight);
+  CHECK(again.rc != 0);
+  CHECK(again.output.find("already holds a run") != std::string::npos);
+  CHECK(slurp(straight + "/checkpoint.ember") == before);
+
+  // A corrupt checkpoint is reported with the file's name; the file is left as it was.
+  auto bytes = before;
+  bytes[bytes.size() - 100] ^= 0x3c;
+  std::ofstream(straight + "/checkpoint.ember", std::ios::binary) << bytes;
+  auto ev = run("evaluate --run " + straight + " -k 2 --data " + csv);
+  CHECK(ev.rc != 0);
+  CHECK(ev.output.find("checkpoint.ember") != std::string::npos);
+  auto res = run("train --data " + csv + kSmall + "--epochs 3 --out " + straight + " --resume");
+  CHECK(res.rc != 0);
+  CHECK(slurp(straight + "/checkpoint.ember") == bytes);
+  CHECK(nlohmann::json::parse(slurp(straight + "/config.json"))["epochs"] == 2);
+}
+
+TEST_CASE("causal-vae: import-weights accepts the book's state_dict and refuses a mis-shaped one") {
+  const std::string dir = EMBER_TEST_DATA_DIR "/causal_vae/";
+  const auto good = fresh_dir("import-good"), bad = fresh_dir("import-bad");
+  auto ok = run("import-weights --state-dict " + dir + "vae_z4_h8.pt --z-dim 4 --hidden-dim 8 --out " + good);
+  REQUIRE_MESSAGE(ok.rc == 0, ok.output);
+  CHECK(fs::exists(good + "/checkpoint.ember"));
+  auto gen = run("generate --run " + good + " --per-cell 1");
+  CHECK_MESSAGE(gen.rc == 0, gen.output);
+  CHECK(fs::exists(good + "/generated.png"));
+  auto no = run("import-weights --state-dict " + dir + "vae_bad_shape.pt --z-dim 4 --hidden-dim 8 --out " + bad);
+  CHECK(no.rc != 0);
+  CHECK(no.output.find("fc1.weight") != std::string::npos);
+  CHECK_FALSE(fs::exists(bad + "/checkpoint.ember"));
+}
