@@ -8,6 +8,9 @@
 ///     // From posterior samples (leading dim = sample index), e.g. from MCMC:
 ///     ember::infer::Predictive pred2(model, ember::ValueMap{{"z", z_samples}});
 ///
+/// Returned values have shape [num_samples] + the shape the site has in one run of the model
+/// (Pyro instead pads global sites with singleton dims up to max_plate_nesting).
+///
 ///     ember::infer::Importance is(model, guide, 1000);     // or Importance(model, 1000): the prior
 ///     auto result = is.run(data);
 ///     result.log_evidence(); result.effective_sample_size(); result.mean("z");
@@ -29,6 +32,12 @@ struct PredictiveOptions {
   /// Sites to return; empty = every sample site of the model that is not a conditioned
   /// latent (observations and deterministic sites included).
   TORCH_ARG(std::vector<std::string>, return_sites) = {};
+  /// Draw all samples in one vectorised run, in a plate `_num_predictive_samples` left of the
+  /// model's plates (the model must broadcast correctly over it). Results have the same
+  /// shapes as sequential draws.
+  TORCH_ARG(bool, parallel) = false;
+  /// Plates nested in model and guide (for `parallel`); -1 = guessed by a dry run.
+  TORCH_ARG(int64_t, max_plate_nesting) = -1;
 };
 
 /// A guide that samples nothing: Predictive and Importance then use the model's prior.

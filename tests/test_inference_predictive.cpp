@@ -94,3 +94,30 @@ TEST_CASE("Importance estimates the log-evidence and with the exact posterior ev
   const double se_mean = std::sqrt(post_var / rp.effective_sample_size());
   CHECK(std::abs(rp.mean("z").item<double>() - post_mean) < 4 * se_mean);
 }
+
+TEST_CASE("Predictive in parallel gives the shapes of sequential draws") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto s = seed(24);
+  Predictive seq(model, guide, PredictiveOptions().num_samples(6).return_sites({"z", "twice", "x"}));
+  Predictive par(model, guide, PredictiveOptions().num_samples(6).return_sites({"z", "twice", "x"}).parallel(true));
+  auto a = seq(int64_t{3}, torch::Tensor());
+  auto b = par(int64_t{3}, torch::Tensor());
+  for (const char* site : {"z", "twice", "x"}) {
+    INFO(site);
+    CHECK(a.at(site).sizes().vec() == b.at(site).sizes().vec());
+  }
+  CHECK(b.at("x").sizes().vec() == std::vector<int64_t>{6, 3});
+  CHECK(torch::allclose(b.at("twice"), 2 * b.at("z")));
+  // From posterior samples: the draws are conditioned one per sample.
+  auto z = torch::tensor({-1.0, 0.0, 2.5, 10.0}, torch::kDouble);
+  Predictive from_samples(model, ValueMap{{"z", z}}, PredictiveOptions().parallel(true));
+  auto c = from_samples(int64_t{500}, torch::Tensor());
+  CHECK(c.at("x").sizes().vec() == std::vector<int64_t>{4, 500});
+  CHECK(torch::equal(c.at("twice"), 2 * z));
+  CHECK(((c.at("x").mean(1) - z).abs() < 4.0 / std::sqrt(500.0)).all().item<bool>());
+  // Observed sites come back expanded over the draws.
+  auto obs = torch::tensor({1.0, 2.0, 3.0}, torch::kDouble);
+  auto d = Predictive(model, ValueMap{{"z", z}}, PredictiveOptions().parallel(true).return_sites({"x"}))(int64_t{3}, obs);
+  CHECK(torch::equal(d.at("x"), obs.expand({4, 3})));
+}
