@@ -245,7 +245,7 @@ std::pair<Trace, Trace> ELBO::get_traces(const Program& model, const Program& gu
   Trace model_trace;
   {
     TraceMessenger tm;
-    ReplayMessenger rm(guide_trace);
+    ReplayMessenger rm(borrow(guide_trace));
     try {
       m();
     } catch (const Error&) {

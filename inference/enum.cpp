@@ -169,7 +169,7 @@ std::pair<Trace, Trace> TraceEnum_ELBO::get_traces(const Program& model, const P
   {
     TraceMessenger tm;
     EnumMessenger en(next_dim);
-    ReplayMessenger rm(guide_trace);
+    ReplayMessenger rm(borrow(guide_trace));
     try {
       m();
     } catch (const Error&) {

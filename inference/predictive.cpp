@@ -187,7 +187,7 @@ ImportanceResult detail::importance(const Program& model, const Program* guide, 
       Trace g = trace(*guide).get_trace();
       {
         TraceMessenger tm;
-        ReplayMessenger rm(g);
+        ReplayMessenger rm(borrow(g));
         model();
         m = std::move(tm.trace());
       }

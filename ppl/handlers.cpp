@@ -69,7 +69,14 @@ void DoMessenger::process(Message& msg) {
 
 // ---------------------------------------------------------------- replay
 
-ReplayMessenger::ReplayMessenger(Trace trace, ValueMap params) : trace_(std::move(trace)), params_(std::move(params)) {
+ReplayMessenger::ReplayMessenger(Trace trace, ValueMap params)
+    : trace_(std::make_shared<Trace>(std::move(trace))), params_(std::move(params)) {
+  enter();
+}
+
+ReplayMessenger::ReplayMessenger(std::shared_ptr<const Trace> trace, ValueMap params)
+    : trace_(std::move(trace)), params_(std::move(params)) {
+  if (!trace_) throw ValueError("replay: the trace is null");
   enter();
 }
 
@@ -82,7 +89,7 @@ void ReplayMessenger::process(Message& msg) {
     }
     return;
   }
-  const Site* guide = trace_.find(msg.name);
+  const Site* guide = trace_->find(msg.name);
   if (!guide || msg.is_observed) return;
   if (guide->type != SiteType::sample || guide->is_observed)
     throw RuntimeError(cat("site '", msg.name, "' must be sampled in the replayed trace, but it is ",

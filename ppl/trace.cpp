@@ -98,7 +98,7 @@ void Trace::compute_log_prob(const SiteFilter& filter) {
     if (site.mask.defined()) lp = torch::where(site.mask, lp, torch::zeros({}, lp.options()));
     if (site.scale != 1.0) lp = lp * site.scale;
     site.log_prob = lp;
-    site.log_prob_sum = lp.sum();
+    site.log_prob_sum = lp.dim() == 0 ? lp : lp.sum();
   }
 }
 

@@ -2,6 +2,7 @@
 /// \file Traces: the ordered record of a program's sites, and the `trace` handler that makes them.
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -79,6 +80,10 @@ class Trace {
   std::unordered_map<std::string, size_t> index_;
   std::unordered_map<std::string, PlateFrame> plates_;
 };
+
+/// A non-owning shared handle to `t`, for APIs taking shared traces (e.g. ReplayMessenger);
+/// the caller keeps `t` alive for as long as the handle is used.
+inline std::shared_ptr<const Trace> borrow(const Trace& t) { return std::shared_ptr<const Trace>(&t, [](const Trace*) {}); }
 
 /// True for sample sites that plates create to draw subsample indices.
 inline bool is_subsample_site(const Site& s) { return s.infer.is_subsample; }

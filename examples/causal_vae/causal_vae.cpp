@@ -69,8 +69,12 @@ dist::DistPtr CausalVAE::image_distribution(const torch::Tensor& probs) const {
 Batch CausalVAE::model(int64_t n) {
   module("decoder", decoder_);
   auto options = torch::TensorOptions().dtype(torch::kFloat).device(device_);
-  auto z = sample("Z", dist::Normal(torch::zeros({n, config_.z_dim}, options), torch::ones({n, config_.z_dim}, options))
-                           .to_event(1));
+  torch::Tensor z;
+  {
+    auto weight = scale(config_.beta);
+    z = sample("Z", dist::Normal(torch::zeros({n, config_.z_dim}, options), torch::ones({n, config_.z_dim}, options))
+                        .to_event(1));
+  }
   auto digit = sample("digit", dist::OneHotCategorical(torch::full({n, config_.num_digits}, 1.0 / config_.num_digits, options)));
   auto is_handwritten = sample("is_handwritten", dist::Bernoulli(torch::full({n, 1}, 0.5, options)).to_event(1));
   auto probs = decoder_->forward(z, digit, encode_style(is_handwritten));
@@ -87,8 +91,9 @@ void CausalVAE::training_model(const Batch& b) {
 void CausalVAE::training_guide(const Batch& b) {
   module("encoder", encoder_);
   auto data = plate("data", b.image.size(0));
-  auto [loc, scale] = encoder_->forward(b.image, b.digit, encode_style(b.is_handwritten));
-  sample("Z", dist::Normal(loc, scale).to_event(1));
+  auto [loc, sd] = encoder_->forward(b.image, b.digit, encode_style(b.is_handwritten));
+  auto weight = scale(config_.beta);
+  sample("Z", dist::Normal(loc, sd).to_event(1));
 }
 
 }  // namespace ember::causal_vae
@@ -187,6 +192,7 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"hidden_dim", c.model.hidden_dim},
           {"likelihood", to_string(c.model.likelihood)},
           {"label_encoding", to_string(c.model.label_encoding)},
+          {"beta", c.model.beta},
           {"epochs", c.epochs},
           {"batch_size", c.batch_size},
           {"lr", c.lr},
@@ -216,6 +222,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   field("seed", c.seed);
   field("test_every", c.test_every);
   field("data", c.data);
+  if (j.contains("beta")) field("beta", c.model.beta);  // absent in configs written before --beta
   c.model.likelihood = likelihood_from_string(likelihood);
   c.model.label_encoding = label_encoding_from_string(labels);
   return c;

@@ -39,6 +39,10 @@ struct Config {
   int64_t num_digits = 10;
   Likelihood likelihood = Likelihood::bernoulli;
   LabelEncoding label_encoding = LabelEncoding::indicator;
+  /// Weight of Z's KL term (beta-VAE), applied with the `scale` handler to Z in the model and
+  /// the guide. 1 is the book's ELBO; larger values push Z to leave to the labels what they
+  /// explain.
+  double beta = 1.0;
   /// Width of the is_handwritten encoding fed to the networks.
   int64_t style_dim() const { return label_encoding == LabelEncoding::indicator ? 1 : 2; }
 };

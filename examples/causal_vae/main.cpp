@@ -347,6 +347,9 @@ int import_weights(const std::string& state_dict, const std::string& encoder_fil
 void add_model_options(CLI::App* app, causal_vae::TrainConfig& c, std::string& likelihood, std::string& labels) {
   app->add_option("--z-dim", c.model.z_dim, "dimension of the latent Z")->capture_default_str();
   app->add_option("--hidden-dim", c.model.hidden_dim, "hidden units of encoder and decoder")->capture_default_str();
+  app->add_option("--beta", c.model.beta, "weight of Z's KL term (1 = the book's ELBO)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app->add_option("--likelihood", likelihood, "bernoulli (as the book) or continuous-bernoulli")
       ->check(CLI::IsMember({"bernoulli", "continuous-bernoulli"}))
       ->capture_default_str();
