@@ -234,6 +234,10 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
       costs.emplace_back(ordinal_of(s), s.log_prob);
       continue;
     }
+    if (s.scale_tensor.defined())
+      throw ValueError(cat("TraceEnum_ELBO: site '", s.name,
+                           "' depends on model-enumerated sites and has tensor-valued scale weights, which enumeration "
+                           "does not support; use a scalar scale"));
     if (!scale_site) scale_site = &s;
     if (s.scale != scale_site->scale)
       throw ValueError(cat("TraceEnum_ELBO: expected all sites that depend on model-enumerated sites to share one scale "

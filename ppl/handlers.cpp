@@ -139,7 +139,22 @@ ScaleMessenger::ScaleMessenger(double factor) : factor_(factor) {
   enter();
 }
 
-void ScaleMessenger::process(Message& msg) { msg.scale *= factor_; }
+ScaleMessenger::ScaleMessenger(torch::Tensor factor) : tensor_(std::move(factor)) {
+  if (!tensor_.defined() || !tensor_.is_floating_point())
+    throw ValueError("scale: expected a floating-point tensor of weights");
+  if (!(tensor_ > 0).all().item<bool>())
+    throw ValueError(cat("scale: every weight must be > 0; the tensor of shape ", shape_str(tensor_.sizes()),
+                         " has a weight <= 0 (use mask to drop entries)"));
+  enter();
+}
+
+void ScaleMessenger::process(Message& msg) {
+  if (!tensor_.defined()) {
+    msg.scale *= factor_;
+  } else if (!is_subsample_site(msg)) {  // a plate's index draw has no batch shape to weight
+    msg.scale_tensor = msg.scale_tensor.defined() ? msg.scale_tensor * tensor_ : tensor_;
+  }
+}
 
 MaskMessenger::MaskMessenger(torch::Tensor m) : mask_(std::move(m)) {
   if (!mask_.defined() || mask_.scalar_type() != torch::kBool)

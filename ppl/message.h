@@ -72,6 +72,9 @@ struct Message {
   bool is_observed = false;
   /// Multiplier of the site's log-prob (plates' size / subsample_size, `scale` handlers).
   double scale = 1.0;
+  /// Elementwise multiplier of the log-prob from tensor-valued `scale` handlers, broadcast
+  /// against the batch shape (undefined = none); applied on top of `scale`.
+  torch::Tensor scale_tensor;
   /// Boolean mask of the site's log-prob (undefined = all true).
   torch::Tensor mask;
   /// Enclosing vectorised plates, outermost first.

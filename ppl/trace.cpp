@@ -97,6 +97,13 @@ void Trace::compute_log_prob(const SiteFilter& filter) {
     site.unscaled_log_prob = lp;
     if (site.mask.defined()) lp = torch::where(site.mask, lp, torch::zeros({}, lp.options()));
     if (site.scale != 1.0) lp = lp * site.scale;
+    if (site.scale_tensor.defined()) {
+      if (broadcast_shapes(to_shape(lp.sizes()), to_shape(site.scale_tensor.sizes()), "scale") != to_shape(lp.sizes()))
+        throw ShapeError(cat("site '", site.name, "' (", site.plates_str(), "): scale weights of shape ",
+                             shape_str(site.scale_tensor.sizes()), " do not broadcast to its log_prob shape ",
+                             shape_str(lp.sizes())));
+      lp = lp * site.scale_tensor;
+    }
     site.log_prob = lp;
     site.log_prob_sum = lp.dim() == 0 ? lp : lp.sum();
   }

@@ -262,3 +262,23 @@ TEST_CASE("handlers are thread-local: two threads do not see each other's handle
   CHECK(sites_a == 3);
   CHECK(sites_b == 5);
 }
+
+TEST_CASE("scale with a tensor weights each datapoint; bad weights are errors naming the site") {
+  auto x = torch::tensor({0.0, 1.0, -2.0});
+  auto model = [&] {
+    auto p = plate("data", 3);
+    sample("x", Normal(0.0, 1.0), x);
+  };
+  Trace t = trace(scale(model, torch::tensor({1.0, 2.0, 0.5}))).get_trace();
+  const double expected = normal_log_prob(0, 0, 1) + 2 * normal_log_prob(1, 0, 1) + 0.5 * normal_log_prob(-2, 0, 1);
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(expected).epsilon(1e-6));
+  // Scalar and tensor scales compose.
+  Trace u = trace(scale(scale(model, torch::tensor({1.0, 2.0, 0.5})), 3.0)).get_trace();
+  CHECK(u.log_prob_sum().item<double>() == doctest::Approx(3 * expected).epsilon(1e-6));
+  // Weights that would enlarge the batch shape.
+  Trace bad = trace(scale(model, torch::ones({2, 3}))).get_trace();
+  auto msg = error_of([&] { bad.compute_log_prob(); });
+  CHECK(msg.find("site 'x'") != std::string::npos);
+  CHECK(msg.find("[2, 3]") != std::string::npos);
+  CHECK_THROWS_AS(scale(torch::tensor({1.0, 0.0})), ValueError);
+}
