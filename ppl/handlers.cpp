@@ -10,6 +10,8 @@
 #include "ppl/do.h"
 #include "ppl/error.h"
 #include "ppl/infer_config.h"
+#include "ppl/lift.h"
+#include "ppl/param_store.h"
 #include "ppl/replay.h"
 #include "ppl/scale.h"
 #include "ppl/seed.h"
@@ -202,6 +204,48 @@ void SubstituteMessenger::process(Message& msg) {
   if (it == data_.end()) return;
   msg.value = it->second;
   msg.done = true;
+}
+
+// ---------------------------------------------------------------- lift
+
+LiftMessenger::LiftMessenger(PriorMap priors) : priors_(std::move(priors)) {
+  for (const auto& [name, prior] : priors_)
+    if (!prior) throw ValueError(cat("lift: the prior of param '", name, "' is null"));
+  enter();
+}
+
+LiftMessenger::LiftMessenger(dist::DistPtr prior) : all_(std::move(prior)) {
+  if (!all_) throw ValueError("lift: the prior is null");
+  enter();
+}
+
+void LiftMessenger::process(Message& msg) {
+  if (msg.type != SiteType::param) return;
+  dist::DistPtr prior = all_;
+  if (!prior) {
+    auto it = priors_.find(msg.name);
+    if (it == priors_.end()) return;
+    prior = it->second;
+  }
+  if (msg.param_is_module)
+    throw NotImplementedError(cat("lift: param '", msg.name,
+                                  "' is a torch::nn::Module parameter; lifting it would sample a value the network "
+                                  "never uses. Lift params declared with `param` instead"));
+  // The param's shape decides the prior's batch shape when the prior is a scalar family:
+  // a prior over the whole value keeps its own shape.
+  const torch::Tensor shape_source = msg.param_init.defined() ? msg.param_init
+                                     : get_param_store().contains(msg.name) ? get_param_store().get(msg.name)
+                                                                            : torch::Tensor();
+  if (shape_source.defined() && prior->batch_shape().empty() && prior->event_shape().empty())
+    prior = prior->expand(to_shape(shape_source.sizes()))->to_event(shape_source.dim());
+  msg.type = SiteType::sample;
+  msg.fn = prior;
+  msg.value = torch::Tensor();
+  msg.is_observed = false;
+  msg.done = false;
+  msg.param_init = torch::Tensor();
+  msg.param_init_fn = nullptr;
+  msg.param_is_module = false;
 }
 
 // ---------------------------------------------------------------- infer_config

@@ -16,6 +16,7 @@
 #include "ppl/do.h"
 #include "ppl/error.h"
 #include "ppl/infer_config.h"
+#include "ppl/lift.h"
 #include "ppl/message.h"
 #include "ppl/messenger.h"
 #include "ppl/param_store.h"

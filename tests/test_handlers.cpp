@@ -282,3 +282,35 @@ TEST_CASE("scale with a tensor weights each datapoint; bad weights are errors na
   CHECK(msg.find("[2, 3]") != std::string::npos);
   CHECK_THROWS_AS(scale(torch::tensor({1.0, 0.0})), ValueError);
 }
+
+TEST_CASE("lift turns params into sample sites drawn from their priors") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto model = [] {
+    auto w = param("w", torch::zeros({3}));
+    auto b = param("b", torch::tensor(0.5));
+    return w.sum() + b;
+  };
+  torch::manual_seed(0);
+  Trace t = trace(lift(model, PriorMap{{"w", std::make_shared<Normal>(0.0, 1.0)}})).get_trace();
+  REQUIRE(t.at("w").type == SiteType::sample);
+  CHECK_FALSE(t.at("w").is_observed);
+  CHECK(t.at("w").value.sizes() == torch::IntArrayRef{3});
+  CHECK(t.at("w").fn->event_shape() == Shape{3});  // a scalar prior covers the whole param
+  CHECK_FALSE(t.at("w").value.equal(torch::zeros({3})));
+  CHECK(t.at("b").type == SiteType::param);  // not lifted
+  CHECK(t.return_value.item<double>() == doctest::Approx(t.at("w").value.sum().item<double>() + 0.5));
+  CHECK(t.log_prob_sum().item<double>() ==
+        doctest::Approx(normal_log_prob(t.at("w").value[0].item<double>(), 0, 1) +
+                        normal_log_prob(t.at("w").value[1].item<double>(), 0, 1) +
+                        normal_log_prob(t.at("w").value[2].item<double>(), 0, 1))
+            .epsilon(1e-5));
+  // One prior for all params.
+  Trace all = trace(lift(model, dist::DistPtr(std::make_shared<Normal>(0.0, 1.0)))).get_trace();
+  CHECK(all.at("b").type == SiteType::sample);
+  // Module parameters cannot be lifted: the network would ignore the draw.
+  torch::nn::Linear lin(2, 2);
+  auto net = [&] { module("net", lin); };
+  CHECK(error_of([&] { lift(net, dist::DistPtr(std::make_shared<Normal>(0.0, 1.0)))(); }).find("net$$$weight") !=
+        std::string::npos);
+}
