@@ -102,6 +102,15 @@ torch::Tensor generate_grid(CausalVAE& vae, int64_t per_cell) {
   return torch::cat(rows, 0);
 }
 
+// Rows labelled by digit, columns by style.
+viz::ImageGridOptions generate_grid_options(int64_t per_cell) {
+  std::vector<std::string> rows, cols;
+  for (int d = 0; d < 10; ++d) rows.push_back(std::to_string(d));
+  for (const char* style : {"hand", "typed"})
+    for (int64_t i = 0; i < per_cell; ++i) cols.push_back(style);
+  return viz::ImageGridOptions().cols(2 * per_cell).upscale(2).row_labels(rows).col_labels(cols);
+}
+
 void write_loss_curve(const causal_vae::RunDir& run) {
   viz::Series train{"train", {}, {}}, test{"test", {}, {}};
   for (const auto& m : run.read_metrics()) {
@@ -184,8 +193,7 @@ int train(TrainOptions& o) {
     metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (test_now) {
       write_reconstructions(vae, examples, run.path("reconstructions.png"), 8);
-      viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4),
-                            viz::ImageGridOptions().cols(8).upscale(2));
+      viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4), generate_grid_options(4));
     }
     evaluation_stream.reset();
     svi.save(run.checkpoint());  // atomic: a crash keeps the previous checkpoint
@@ -264,7 +272,7 @@ int generate(const RunOptions& o, int64_t per_cell, uint64_t seed) {
   auto r = load_run(o);
   auto seeded = ember::seed(seed);
   const auto path = out_or(o, "generated.png");
-  viz::write_image_grid(path, generate_grid(*r.vae, per_cell), viz::ImageGridOptions().cols(2 * per_cell).upscale(2));
+  viz::write_image_grid(path, generate_grid(*r.vae, per_cell), generate_grid_options(per_cell));
   std::cout << "wrote " << path << " (rows: digits 0-9; columns: " << per_cell << " handwritten, then " << per_cell
             << " typed)\n";
   return 0;
@@ -298,7 +306,11 @@ int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std:
   if (set_digit >= 0) columns.push_back(r.vae->counterfactual(b, style, set_digit).cpu());
   auto grid = torch::stack(columns, 1).reshape({-1, b.image.size(1)});
   const auto path = out_or(o, "counterfactuals.png");
-  viz::write_image_grid(path, grid, viz::ImageGridOptions().cols(static_cast<int64_t>(columns.size())).upscale(3));
+  // Short labels: a column is 84 pixels wide.
+  std::vector<std::string> labels = {"seen", "recon", set_style == "handwritten" ? "hand" : set_style};
+  if (set_digit >= 0) labels.push_back(cat("d=", set_digit));
+  viz::write_image_grid(path, grid,
+                        viz::ImageGridOptions().cols(static_cast<int64_t>(columns.size())).upscale(3).col_labels(labels));
   std::cout << "wrote " << path << ": each row is one test image; columns: observed, reconstruction, is_handwritten "
             << set_style << (set_digit >= 0 ? cat(", digit ", set_digit) : std::string()) << "\n";
   return 0;
