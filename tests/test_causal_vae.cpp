@@ -220,6 +220,11 @@ TEST_CASE("causal-vae: train writes its run directory; resuming continues exactl
   REQUIRE(pa.entries.size() == pb.entries.size());
   for (size_t i = 0; i < pa.entries.size(); ++i) CHECK_MESSAGE(pa.entries[i].tensor.equal(pb.entries[i].tensor), pa.entries[i].name);
 
+  // A resumed run keeps its settings: contradicting them is refused.
+  auto changed = run("train --data " + csv + kSmall + "--epochs 3 --lr 0.5 --out " + resumed + " --resume");
+  CHECK(changed.rc != 0);
+  CHECK(changed.output.find("--lr 0.5 differs") != std::string::npos);
+
   // Training into an existing run without --resume is refused, and the run is untouched.
   const auto before = slurp(straight + "/checkpoint.ember");
   auto again = run("train --data " + csv + kSmall + "--epochs 2 --out " + straight);

@@ -3,6 +3,7 @@
 // docs/tutorial-causal-vae.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -132,6 +133,8 @@ struct TrainOptions {
   causal_vae::TrainConfig train;
   std::string out = "runs/causal-vae";
   bool resume = false;
+  /// Settings given on the command line (a resumed run must not contradict its config).
+  std::vector<std::string> given;
 };
 
 int train(TrainOptions& o) {
@@ -141,6 +144,15 @@ int train(TrainOptions& o) {
     if (!run.has_checkpoint()) throw ValueError(cat("--resume: ", run.checkpoint(), " does not exist"));
     cfg = run.read_config();
     cfg.epochs = o.train.epochs;  // the only setting a resumed run may change
+    const auto saved = causal_vae::to_json(cfg), asked = causal_vae::to_json(o.train);
+    for (const auto& flag : o.given) {
+      std::string key = flag.substr(2);
+      std::replace(key.begin(), key.end(), '-', '_');
+      if (key == "epochs" || !saved.contains(key)) continue;
+      if (saved[key] != asked[key])
+        throw ValueError(cat(flag, " ", asked[key].dump(), " differs from ", run.path("config.json"), " (", saved[key].dump(),
+                             "); a resumed run keeps its settings (only --epochs may change)"));
+    }
   } else if (run.has_checkpoint()) {
     throw ValueError(cat("--out ", o.out, " already holds a run (", run.checkpoint(),
                          "); pass --resume to continue it or choose another --out"));
@@ -450,6 +462,8 @@ int main(int argc, char** argv) {
       train_o.train.model.likelihood = causal_vae::likelihood_from_string(likelihood);
       train_o.train.model.label_encoding = causal_vae::label_encoding_from_string(labels);
       train_o.train.data = train_o.data.data;
+      for (const auto* opt : train_cmd->get_options())
+        if (opt->count() > 0 && !opt->get_lnames().empty()) train_o.given.push_back("--" + opt->get_lnames()[0]);
       return train(train_o);
     }
     if (*eval_cmd) return evaluate(eval_o, k);
