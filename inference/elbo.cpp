@@ -64,6 +64,7 @@ struct LogR {
     for (const auto& [frames, value] : terms) {
       torch::Tensor v = value;
       for (const auto& f : *frames) {
+        if (!f.vectorized) continue;  // sequential plates have no dim (as Pyro's MultiFrameTensor)
         bool in_target = false;
         for (const auto& t : target) in_target = in_target || t.name == f.name;
         if (!in_target && v.dim() >= -f.dim && v.size(f.dim) != 1) v = v.sum(f.dim, true);
@@ -144,6 +145,7 @@ void check_site_shape(const Site& site, int64_t max_plate_nesting) {
   const auto actual = site.log_prob.sizes().vec();
   std::vector<int64_t> expected;  // expected[i] for dim -(i+1); -1 = any
   for (const auto& f : site.cond_indep_stack) {
+    if (!f.vectorized) continue;
     const auto pos = static_cast<size_t>(-1 - f.dim);
     if (expected.size() <= pos) expected.resize(pos + 1, -1);
     expected[pos] = f.size;
@@ -221,7 +223,8 @@ int64_t ELBO::plate_nesting(const Program& model, const Program& guide) {
   int64_t n = 0;
   for (const auto* tr : {&g, &m})
     for (const auto& s : *tr)
-      for (const auto& f : s.cond_indep_stack) n = std::max(n, -f.dim);
+      for (const auto& f : s.cond_indep_stack)
+        if (f.vectorized) n = std::max(n, -f.dim);
   guessed_nesting_ = n;
   return n;
 }

@@ -207,7 +207,12 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
   EnumInfo e;
   for (const auto* tr : {&model_trace, &guide_trace})
     for (const auto& s : *tr)
-      for (const auto& f : s.cond_indep_stack) e.plate_dim[f.name] = f.dim;
+      for (const auto& f : s.cond_indep_stack) {
+        if (!f.vectorized)
+          throw ValueError(cat("TraceEnum_ELBO: site '", s.name, "' is inside the sequential plate '", f.name,
+                               "'; enumeration needs vectorised plates (ember::plate)"));
+        e.plate_dim[f.name] = f.dim;
+      }
   for (const auto& s : guide_trace) {
     if (!is_sample(s) || s.infer.enum_dim == 0) continue;
     e.guide_dims.insert(s.infer.enum_dim);

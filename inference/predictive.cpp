@@ -45,7 +45,8 @@ Trace dry_run(const Program& program, const ValueMap& condition_on = {}) {
 int64_t deepest_plate(const Trace& t) {
   int64_t n = 0;
   for (const auto& s : t)
-    for (const auto& f : s.cond_indep_stack) n = std::max(n, -f.dim);
+    for (const auto& f : s.cond_indep_stack)
+      if (f.vectorized) n = std::max(n, -f.dim);
   return n;
 }
 

@@ -25,6 +25,9 @@ struct PlateFrame {
   int64_t size = 0;
   /// Full size of the plate (size / full_size is the subsampling ratio).
   int64_t full_size = 0;
+  /// False for a sequential plate (`plate_range`): it has no batch dim (`dim` is unused) and
+  /// only marks conditional independence and scales log-probs.
+  bool vectorized = true;
 };
 
 /// Per-site inference configuration (Pyro's `infer` dict). Known keys are typed fields;

@@ -88,6 +88,59 @@ auto plate(std::string name, int64_t size, PlateOptions options, Body&& body) ->
   return body(p);
 }
 
+/// One iteration's scope of a sequential plate: adds the (dim-less) frame and the
+/// subsampling scale to every site inside, without broadcasting.
+class SequentialPlateMessenger : public Messenger {
+ public:
+  explicit SequentialPlateMessenger(const PlateFrame& frame);
+  ~SequentialPlateMessenger() override;
+  void process(Message& msg) override;
+
+ private:
+  PlateFrame frame_;
+};
+
+/// A sequential plate (Pyro's `for i in pyro.plate(...)`): iterations are conditionally
+/// independent, each runs its own sites (whose names must differ per iteration). Iterating
+/// yields the plate's (sub)sample indices; sites inside get the plate's frame and its
+/// size / subsample_size scale, but no batch dim. Use it for loops whose iterations differ in
+/// structure; prefer the vectorised `plate` otherwise.
+///
+///     for (int64_t i : ember::plate_range("data", n))
+///       ember::sample("x_" + std::to_string(i), Normal(mu, 1.), data[i]);
+class [[nodiscard]] PlateRange {
+ public:
+  PlateRange(std::string name, int64_t size, PlateOptions options = {});
+  class iterator {
+   public:
+    iterator(PlateRange* range, int64_t position) : range_(range), position_(position) {}
+    /// Enters this iteration's scope and returns its index.
+    int64_t operator*();
+    /// Leaves the iteration's scope.
+    iterator& operator++();
+    bool operator!=(const iterator& other) const { return position_ != other.position_; }
+
+   private:
+    PlateRange* range_;
+    int64_t position_;
+  };
+  iterator begin() { return {this, 0}; }
+  iterator end() { return {this, frame_.size}; }
+  const torch::Tensor& indices() const { return indices_; }
+
+ private:
+  friend class iterator;
+  PlateFrame frame_;
+  torch::Tensor indices_;
+  std::vector<int64_t> index_values_;
+  std::optional<SequentialPlateMessenger> scope_;
+};
+
+/// Creates a sequential plate to iterate over.
+inline PlateRange plate_range(std::string name, int64_t size, PlateOptions options = {}) {
+  return PlateRange(std::move(name), size, std::move(options));
+}
+
 /// Expands `msg.fn`'s batch shape over the enclosing plates (Pyro's BroadcastMessenger);
 /// throws ShapeError naming the plate, site, dim and shapes on a mismatch.
 void broadcast_to_plates(Message& msg);

@@ -19,7 +19,7 @@ std::string Message::plates_str() const {
   for (const auto& f : cond_indep_stack) {
     s += cat(s.empty() ? "" : " > ", "plate('", f.name, "', ", f.full_size);
     if (f.size != f.full_size) s += cat(", subsample_size=", f.size);
-    s += cat(", dim=", f.dim, ")");
+    s += f.vectorized ? cat(", dim=", f.dim, ")") : std::string(", sequential)");
   }
   return s.empty() ? "no plate" : s;
 }
@@ -269,9 +269,9 @@ class Subsample : public dist::DistributionMixin<Subsample> {
   torch::Device device_;
 };
 
-}  // namespace
-
-Plate::Plate(std::string name, int64_t size, PlateOptions options) {
+// Draws a plate's subsample indices through a sample site named after the plate, so that
+// replay shares them between model and guide.
+torch::Tensor draw_subsample(const std::string& name, int64_t size, const PlateOptions& options) {
   if (size < 0) throw ValueError(cat("plate '", name, "': size must be nonnegative, got ", size));
   int64_t sub = options.subsample_.defined() ? options.subsample_.size(0) : options.subsample_size_.value_or(size);
   if (options.subsample_size_ && options.subsample_.defined() && *options.subsample_size_ != options.subsample_.size(0))
@@ -279,7 +279,6 @@ Plate::Plate(std::string name, int64_t size, PlateOptions options) {
                          " does not match len(subsample) ", options.subsample_.size(0)));
   if (sub > size || sub < 0)
     throw ValueError(cat("plate '", name, "': subsample_size ", sub, " must be between 0 and the plate size ", size));
-  // The subsample is a sample site named after the plate, so replay shares it model <-> guide.
   Message msg;
   msg.type = SiteType::sample;
   msg.name = name;
@@ -291,12 +290,18 @@ Plate::Plate(std::string name, int64_t size, PlateOptions options) {
   } else if (!msg.value.defined()) {
     msg.value = msg.fn->sample();
   }
-  indices_ = msg.value;
-  if (indices_.dim() != 1 || indices_.size(0) != sub)
-    throw ShapeError(cat("plate '", name, "': subsample indices have shape ", shape_str(indices_.sizes()), ", expected [",
+  if (msg.value.dim() != 1 || msg.value.size(0) != sub)
+    throw ShapeError(cat("plate '", name, "': subsample indices have shape ", shape_str(msg.value.sizes()), ", expected [",
                          sub, "]. Did the model and guide use different subsample sizes?"));
+  return msg.value;
+}
+
+}  // namespace
+
+Plate::Plate(std::string name, int64_t size, PlateOptions options) {
+  indices_ = draw_subsample(name, size, options);
   frame_.name = std::move(name);
-  frame_.size = sub;
+  frame_.size = indices_.size(0);
   frame_.full_size = size;
   frame_.dim = plate_dim_allocator().allocate(frame_.name, options.dim_);
   enter();
@@ -323,12 +328,51 @@ void Plate::process(Message& msg) {
   if (msg.type == SiteType::sample && !msg.infer.is_subsample) broadcast_to_plates(msg);
 }
 
+// ---------------------------------------------------------------- sequential plates
+
+SequentialPlateMessenger::SequentialPlateMessenger(const PlateFrame& frame) : frame_(frame) { enter(); }
+
+SequentialPlateMessenger::~SequentialPlateMessenger() {
+  if (active()) exit();
+}
+
+void SequentialPlateMessenger::process(Message& msg) {
+  msg.cond_indep_stack.insert(msg.cond_indep_stack.begin(), frame_);
+  if (frame_.size != frame_.full_size)
+    msg.scale *= static_cast<double>(frame_.full_size) / static_cast<double>(frame_.size);
+}
+
+PlateRange::PlateRange(std::string name, int64_t size, PlateOptions options) {
+  if (options.dim_) throw ValueError(cat("plate_range '", name, "': a sequential plate has no dim"));
+  indices_ = draw_subsample(name, size, options);
+  auto cpu = indices_.to(torch::kCPU).contiguous();
+  index_values_.assign(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());
+  frame_.name = std::move(name);
+  frame_.size = indices_.size(0);
+  frame_.full_size = size;
+  frame_.dim = 0;
+  frame_.vectorized = false;
+}
+
+int64_t PlateRange::iterator::operator*() {
+  range_->scope_.reset();
+  range_->scope_.emplace(range_->frame_);
+  return range_->index_values_[static_cast<size_t>(position_)];
+}
+
+PlateRange::iterator& PlateRange::iterator::operator++() {
+  range_->scope_.reset();
+  ++position_;
+  return *this;
+}
+
 void broadcast_to_plates(Message& msg) {
   if (msg.done || !msg.fn) return;
   const Shape& actual = msg.fn->batch_shape();
   // target[i] for dim -(i+1); -1 means "no plate here".
   std::vector<int64_t> target;
   for (const auto& f : msg.cond_indep_stack) {
+    if (!f.vectorized) continue;
     const auto pos = static_cast<size_t>(-1 - f.dim);
     if (target.size() <= pos) target.resize(pos + 1, -1);
     const bool has_actual = pos < actual.size();

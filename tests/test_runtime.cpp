@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "inference/elbo.h"
 #include "ppl/ppl.h"
 #include "test_util.h"
 
@@ -311,4 +312,57 @@ TEST_CASE("module registers every parameter so the store trains the module") {
   Trace t = trace(guide).get_trace();
   CHECK(t.param_nodes() == std::vector<std::string>{"enc$$$weight", "enc$$$bias"});
   clear_param_store();
+}
+
+TEST_CASE("sequential plates: iterations get the frame and the subsampling scale, without broadcasting") {
+  torch::manual_seed(4);
+  auto data = torch::tensor({0.5, -1.0, 2.0, 0.0});
+  std::vector<int64_t> seen;
+  auto model = [&] {
+    for (int64_t i : plate_range("data", 4, PlateOptions().subsample_size(2))) {
+      seen.push_back(i);
+      sample("x_" + std::to_string(i), Normal(0.0, 1.0), data[i]);
+    }
+  };
+  Trace t = trace(model).get_trace();
+  REQUIRE(seen.size() == 2);
+  CHECK(handler_stack().empty());
+  double expected = 0;
+  for (auto i : seen) {
+    const auto& s = t.at("x_" + std::to_string(i));
+    REQUIRE(s.cond_indep_stack.size() == 1);
+    CHECK_FALSE(s.cond_indep_stack[0].vectorized);
+    CHECK(s.scale == 2.0);
+    CHECK(s.fn->batch_shape() == Shape{});  // no broadcasting
+    CHECK(s.plates_str() == "plate('data', 4, subsample_size=2, sequential)");
+    expected += 2.0 * normal_log_prob(data[i].item<double>(), 0, 1);
+  }
+  CHECK(t.log_prob_sum().item<double>() == doctest::Approx(expected).epsilon(1e-6));
+  // Leaving the loop early leaves no handler behind.
+  for (int64_t i : plate_range("early", 3)) {
+    if (i == 1) break;
+  }
+  CHECK(handler_stack().empty());
+}
+
+TEST_CASE("sequential and vectorised plates give the same Trace_ELBO") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto data = torch::tensor({0.3, -0.7, 1.1});
+  auto guide = [](const torch::Tensor&) { sample("mu", Normal(param("loc", torch::tensor(0.2)), 1.0)); };
+  auto vectorised = [](const torch::Tensor& x) {
+    auto mu = sample("mu", Normal(0.0, 1.0));
+    auto p = plate("data", x.size(0));
+    sample("x", Normal(mu, 1.0), x);
+  };
+  auto sequential = [](const torch::Tensor& x) {
+    auto mu = sample("mu", Normal(0.0, 1.0));
+    for (int64_t i : plate_range("data", x.size(0))) sample("x_" + std::to_string(i), Normal(mu, 1.0), x[i]);
+  };
+  infer::Trace_ELBO elbo;
+  torch::manual_seed(9);
+  const double a = elbo.loss(vectorised, guide, data);
+  torch::manual_seed(9);
+  const double b = elbo.loss(sequential, guide, data);
+  CHECK(a == doctest::Approx(b).epsilon(1e-6));
 }
