@@ -119,10 +119,10 @@ class TracedFn {
     TraceMessenger tm(param_only_);
     if constexpr (std::is_void_v<decltype(fn_(std::forward<Args>(args)...))>) {
       run_annotated(tm, [&] { fn_(std::forward<Args>(args)...); });
-      last_ = tm.get_trace();
+      last_ = std::move(tm.trace());  // the run is over: no copy
     } else {
       decltype(auto) result = run_annotated(tm, [&] { return fn_(std::forward<Args>(args)...); });
-      last_ = tm.get_trace();
+      last_ = std::move(tm.trace());  // the run is over: no copy
       if constexpr (std::is_convertible_v<decltype(result), torch::Tensor>) last_.return_value = result;
       return result;
     }
