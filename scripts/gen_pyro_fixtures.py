@@ -28,7 +28,9 @@ def to_json(x):
         t = x.detach().cpu()
         if t.is_floating_point():
             t = t.double()
-        return {"shape": list(t.shape), "values": t.reshape(-1).tolist()}
+        values = [v if not isinstance(v, float) or v == v and abs(v) != float("inf") else str(v)
+                  for v in t.reshape(-1).tolist()]
+        return {"shape": list(t.shape), "values": values}
     if isinstance(x, dict):
         return {str(k): to_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
