@@ -4,9 +4,11 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <exception>
 
 #include "ppl/block.h"
 #include "ppl/condition.h"
+#include "ppl/counterfactual.h"
 #include "ppl/do.h"
 #include "ppl/error.h"
 #include "ppl/infer_config.h"
@@ -30,7 +32,7 @@ ConditionMessenger::ConditionMessenger(const Trace& trace) {
 }
 
 void ConditionMessenger::process(Message& msg) {
-  if (msg.type != SiteType::sample) return;
+  if (msg.type != SiteType::sample || msg.world_settled) return;
   auto it = data_.find(msg.name);
   if (it == data_.end() || !it->second.defined()) return;
   msg.value = it->second;
@@ -40,7 +42,7 @@ void ConditionMessenger::process(Message& msg) {
 UnconditionMessenger::UnconditionMessenger() { enter(); }
 
 void UnconditionMessenger::process(Message& msg) {
-  if (msg.type != SiteType::sample || !msg.is_observed) return;
+  if (msg.type != SiteType::sample || !msg.is_observed || msg.world_settled) return;
   msg.is_observed = false;
   msg.infer.was_observed = true;
   msg.infer.obs = msg.value;
@@ -52,20 +54,51 @@ void UnconditionMessenger::process(Message& msg) {
 
 DoMessenger::DoMessenger(ValueMap data) : data_(std::move(data)) { enter(); }
 
+DoMessenger::~DoMessenger() noexcept(false) {
+  if (active()) exit();
+  // A scope whose program never sampled an intervened site is a typo, not a no-op (Pyro
+  // silently ignores it); not raised while another error unwinds the stack.
+  if (std::uncaught_exceptions() == 0 && !seen_.empty()) check_all_used();
+}
+
+void DoMessenger::check_all_used() const {
+  std::vector<std::string> missing;
+  for (const auto& [name, value] : data_)
+    if (value.defined() && !used_.count(name)) missing.push_back(name);
+  if (missing.empty()) return;
+  std::sort(missing.begin(), missing.end());
+  std::string names, sites;
+  for (const auto& m : missing) names += cat(names.empty() ? "" : ", ", "'", m, "'");
+  for (const auto& s : seen_) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
+  throw ValueError(cat("do_: the program never samples ", names, ", so the intervention on it would do nothing; its sample sites are ",
+                       sites.empty() ? std::string("none") : sites));
+}
+
 void DoMessenger::process(Message& msg) {
-  if (msg.type != SiteType::sample || msg.intervener == this) return;
+  if (msg.type != SiteType::sample || msg.intervener == this || is_subsample_site(msg)) return;
+  if (std::find(seen_.begin(), seen_.end(), msg.name) == seen_.end()) seen_.push_back(msg.name);
   auto it = data_.find(msg.name);
   if (it == data_.end() || !it->second.defined()) return;
   if (msg.intervener != nullptr)
     throw RuntimeError(cat("sample site '", msg.name, "' is intervened on by two do_ handlers; this is almost certainly a mistake"));
+  used_.insert(msg.name);
   msg.intervener = this;
-  // Split the node: the original site is still sampled (and traced) under its own name...
+  // Split the node: the original site is still sampled (and traced) under its own name, as a
+  // fresh message: the plates, scales and masks inside this handler apply to it once, not twice.
   Message original = msg;
+  original.cond_indep_stack.clear();
+  original.scale = 1.0;
+  original.scale_tensor = torch::Tensor();
+  original.mask = torch::Tensor();
   apply_stack(original);
-  // ...while the program continues with the intervened value, hidden from outer handlers.
+  // ...while the program continues with the intervened value (beside the factual one inside a
+  // counterfactual world handler), hidden from outer handlers. The value may carry extra batch
+  // dims (several interventions at once) and is not checked against the site's shape.
+  auto* worlds = active_worlds();
+  msg.value = worlds ? worlds->intervene(msg, original.value, it->second) : it->second;
   msg.name += "__CF";
-  msg.value = it->second;
   msg.is_observed = true;
+  msg.done = true;
   msg.stop = true;
 }
 
@@ -92,13 +125,15 @@ void ReplayMessenger::process(Message& msg) {
     return;
   }
   const Site* guide = trace_->find(msg.name);
-  if (!guide || msg.is_observed) return;
+  if (!guide || msg.is_observed || msg.world_settled) return;
   if (guide->type != SiteType::sample || guide->is_observed)
     throw RuntimeError(cat("site '", msg.name, "' must be sampled in the replayed trace, but it is ",
                            guide->type == SiteType::param ? "a param" : "observed", " there"));
   msg.done = true;
   msg.value = guide->value;
+  const bool do_not_trace = msg.infer.do_not_trace;  // a handler's private query stays private
   msg.infer = guide->infer;
+  msg.infer.do_not_trace = msg.infer.do_not_trace || do_not_trace;
 }
 
 // ---------------------------------------------------------------- block

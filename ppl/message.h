@@ -28,6 +28,9 @@ struct PlateFrame {
   /// False for a sequential plate (`plate_range`): it has no batch dim (`dim` is unused) and
   /// only marks conditional independence and scales log-probs.
   bool vectorized = true;
+  /// A counterfactual world dim (see counterfactual.h), not a plate: index 0 is the factual
+  /// world. Traces and ELBOs treat it as a plate dim.
+  bool world = false;
 };
 
 /// Per-site inference configuration (Pyro's `infer` dict). Known keys are typed fields;
@@ -100,6 +103,13 @@ struct Message {
   // --- bookkeeping of particular handlers
   /// Identity of the `do` handler that split this site (Pyro's _intervener_id).
   const void* intervener = nullptr;
+  /// Identity of the counterfactual world handler that handles this site (see
+  /// counterfactual.h); that handler skips messages it has already seen.
+  const void* world_resolver = nullptr;
+  /// Set by a world handler once this site's value is settled in every world: value-setting
+  /// handlers further out (condition, replay, uncondition) leave it alone, since its factual
+  /// part already went through them.
+  bool world_settled = false;
 
   // --- filled by Trace::compute_log_prob
   /// log p(value) with scale and mask applied (shape = batch shape).

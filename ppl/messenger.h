@@ -31,8 +31,9 @@ class Messenger {
   Messenger() = default;
   Messenger(const Messenger&) = delete;
   Messenger& operator=(const Messenger&) = delete;
-  /// Removes this messenger from the stack if it is installed.
-  virtual ~Messenger();
+  /// Removes this messenger from the stack if it is installed. Not noexcept: a handler may
+  /// report misuse found at the end of its scope (see DoMessenger), never while unwinding.
+  virtual ~Messenger() noexcept(false);
 
   /// Called on the way in, innermost handler first.
   virtual void process(Message& msg) {}

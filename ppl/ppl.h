@@ -13,6 +13,7 @@
 #include "distributions/distributions.h"
 #include "ppl/block.h"
 #include "ppl/condition.h"
+#include "ppl/counterfactual.h"
 #include "ppl/do.h"
 #include "ppl/error.h"
 #include "ppl/infer_config.h"

@@ -33,7 +33,7 @@ thread_local std::vector<Messenger*> t_stack;
 const std::vector<Messenger*>& handler_stack() { return t_stack; }
 bool am_i_wrapped() { return !t_stack.empty(); }
 
-Messenger::~Messenger() {
+Messenger::~Messenger() noexcept(false) {
   if (!active_) return;
   // RAII keeps scopes nested, so this is the innermost messenger; search anyway so a
   // messenger destroyed out of order never leaves a dangling pointer behind.
@@ -89,7 +89,9 @@ void check_observation_shape(const Message& msg) {
 
 void default_process(Message& msg) {
   if (msg.type == SiteType::sample) {
-    if (msg.is_observed && msg.value.defined()) check_observation_shape(msg);
+    // A value a handler has settled (done) is its business: an intervention may carry extra
+    // batch dims, and counterfactual worlds add world dims.
+    if (!msg.done && msg.is_observed && msg.value.defined()) check_observation_shape(msg);
     if (msg.done || msg.is_observed || msg.value.defined()) {
       msg.done = true;
       return;

@@ -1,6 +1,8 @@
 // Trace and the trace handler.
 #include "ppl/trace.h"
 
+#include <algorithm>
+
 #include <iomanip>
 
 #include "ppl/error.h"
@@ -175,6 +177,14 @@ std::string Trace::format_shapes(const std::string& title) const {
     for (size_t i = 0; i < s.size(); ++i) r += (i ? " " : "") + std::to_string(s[i]);
     return r;
   };
+  // Counterfactual world dims first, by name (they are batch dims like plates').
+  std::vector<std::string> worlds;
+  for (const auto& s : sites_)
+    for (const auto& f : s.cond_indep_stack)
+      if (f.world && std::find(worlds.begin(), worlds.end(), f.name) == worlds.end()) {
+        worlds.push_back(f.name);
+        rows.push_back({f.name, "world", cat(f.size, " at dim ", f.dim), ""});
+      }
   for (const auto& s : sites_) {
     if (s.type == SiteType::param) {
       rows.push_back({s.name, "", s.value.defined() ? dims(s.value.sizes()) : "?", ""});
