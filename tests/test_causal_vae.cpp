@@ -141,6 +141,35 @@ TEST_CASE("counterfactuals composed from trace, condition and do_ equal decoding
   // No action: the reconstruction, which differs from the style-flipped counterfactual.
   CHECK(torch::allclose(vae.reconstruct(b), vae.decoder()->forward(loc, b.digit, b.is_handwritten), 1e-6, 1e-6));
   CHECK_FALSE(torch::allclose(cf, vae.reconstruct(b)));
+  // Abduction by sampling: K posterior draws of Z per image, each decoded in the
+  // counterfactual world.
+  torch::manual_seed(5);
+  auto draws = vae.counterfactual_samples(b, flipped, std::nullopt, 3);
+  REQUIRE(draws.sizes() == torch::IntArrayRef({3, 4, 784}));
+  torch::manual_seed(5);
+  auto z = loc.repeat({3, 1}) + scale.repeat({3, 1}) * torch::randn({12, 4});  // the guide's first draw
+  CHECK(torch::allclose(draws.reshape({12, 784}), vae.decoder()->forward(z, b.digit.repeat({3, 1}), flipped.repeat({3, 1})),
+                        1e-5, 1e-6));
+  CHECK_FALSE(torch::allclose(draws[0], draws[1]));
+  clear_param_store();
+}
+
+TEST_CASE("the counterfactual query runs in twin worlds: Z shared, labels and image split") {
+  clear_param_store();
+  torch::manual_seed(4);
+  CausalVAE vae(small_config());
+  auto b = random_batch(3);
+  torch::NoGradGuard no_grad;
+  auto tr = trace();
+  auto worlds = twin_world();
+  auto act = do_({{"is_handwritten", 1 - b.is_handwritten}});
+  auto observe = condition({{"digit", b.digit}, {"is_handwritten", b.is_handwritten}, {"img", b.image}});
+  // The image has no noise model (Bernoulli): the query must say how its worlds relate.
+  CHECK_THROWS_AS(([&] {
+                    auto units = plate("data", 3);
+                    vae.model(3);
+                  }()),
+                  NotImplementedError);
   clear_param_store();
 }
 

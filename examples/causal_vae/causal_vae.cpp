@@ -22,6 +22,12 @@ LabelEncoding label_encoding_from_string(const std::string& s) {
   throw ValueError(cat("unknown label encoding '", s, "' (expected indicator or one-hot)"));
 }
 
+Abduction abduction_from_string(const std::string& s) {
+  if (s == "mean") return Abduction::mean;
+  if (s == "sample") return Abduction::sample;
+  throw ValueError(cat("unknown abduction '", s, "' (expected mean or sample)"));
+}
+
 std::string to_string(Likelihood l) { return l == Likelihood::bernoulli ? "bernoulli" : "continuous-bernoulli"; }
 std::string to_string(LabelEncoding e) { return e == LabelEncoding::indicator ? "indicator" : "one-hot"; }
 
@@ -31,7 +37,17 @@ DecoderImpl::DecoderImpl(const Config& c) {
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& z, const torch::Tensor& digit, const torch::Tensor& style) {
-  auto hidden = torch::softplus(fc1->forward(torch::cat({z, digit, style}, 1)));
+  // Inputs broadcast over leading dims: counterfactual worlds give the labels a world dim
+  // while Z (upstream of every intervention) is shared.
+  auto batch = broadcast_shapes(broadcast_shapes(Shape(z.sizes().begin(), z.sizes().end() - 1),
+                                                 Shape(digit.sizes().begin(), digit.sizes().end() - 1), "decoder inputs"),
+                                Shape(style.sizes().begin(), style.sizes().end() - 1), "decoder inputs");
+  auto expanded = [&](const torch::Tensor& t) {
+    Shape shape = batch;
+    shape.push_back(t.size(-1));
+    return t.expand(shape);
+  };
+  auto hidden = torch::softplus(fc1->forward(torch::cat({expanded(z), expanded(digit), expanded(style)}, -1)));
   return torch::sigmoid(fc2->forward(hidden));
 }
 
@@ -57,7 +73,7 @@ CausalVAE::CausalVAE(Config config, torch::Device device)
 
 torch::Tensor CausalVAE::encode_style(const torch::Tensor& is_handwritten) const {
   if (config_.label_encoding == LabelEncoding::indicator) return is_handwritten;
-  return torch::cat({1 - is_handwritten, is_handwritten}, 1);
+  return torch::cat({1 - is_handwritten, is_handwritten}, -1);
 }
 
 dist::DistPtr CausalVAE::image_distribution(const torch::Tensor& probs) const {
@@ -142,18 +158,44 @@ torch::Tensor CausalVAE::intervene(int64_t digit, double handwritten, int64_t n)
 }
 
 torch::Tensor CausalVAE::counterfactual(const Batch& observed, std::optional<torch::Tensor> is_handwritten,
-                                        std::optional<int64_t> digit) {
+                                        std::optional<int64_t> digit, Abduction abduction) {
   const int64_t n = observed.image.size(0);
-  // Abduction: the guide's posterior over Z given the observed image and labels.
+  // Abduction: Z from the guide's posterior given the observed image and labels (its mean, or
+  // one draw). Z is a root: it is shared by the factual and the counterfactual world.
   Trace guide = trace([&] { training_guide(observed); }).get_trace();
-  auto z = guide.at("Z").fn->mean();
+  auto z = abduction == Abduction::mean ? guide.at("Z").fn->mean() : guide.at("Z").value;
   // Action: intervene on the labels (unset ones keep their observed values).
   ValueMap action = {{"is_handwritten", is_handwritten ? *is_handwritten : observed.is_handwritten},
                      {"digit", observed.digit}};
   if (digit) action["digit"] = label_values(*digit, 0.0, n, device_)["digit"];
-  // Prediction: the model with Z at its abducted value and the labels intervened on.
-  auto program = do_(condition(plated_model(*this, n), {{"Z", z}}), action);
-  return expected_image(trace(program).get_trace());
+  // Prediction: twin worlds; the labels and the image are observed in the factual world, the
+  // labels intervened on in the counterfactual one. The image is a sink of the DAG: its two
+  // worlds may vary independently, and the picture is the decoder's expected image.
+  auto tr = trace();
+  auto worlds = twin_world();
+  auto act = do_(action);
+  auto observe = condition({{"Z", z}, {"digit", observed.digit}, {"is_handwritten", observed.is_handwritten}, {"img", observed.image}});
+  auto sink = infer_config([](const Message& msg, InferConfig& infer) {
+    if (msg.name == "img") infer.extra["counterfactual"] = "independent";
+  });
+  {
+    auto units = plate("data", n);
+    model(n);
+  }
+  return worlds.gather(tr.trace().at("img").fn->mean(), worlds.counterfactual(), /*event_dim=*/1).squeeze(0);
+}
+
+torch::Tensor CausalVAE::counterfactual_samples(const Batch& observed, std::optional<torch::Tensor> is_handwritten,
+                                                std::optional<int64_t> digit, int64_t samples) {
+  if (samples < 1) throw ValueError(cat("counterfactual_samples: samples must be >= 1, got ", samples));
+  const int64_t n = observed.image.size(0);
+  // K copies of the batch, one posterior draw of Z each: one vectorised run.
+  auto tile = [&](const torch::Tensor& t) { return t.repeat({samples, 1}); };
+  Batch tiled{tile(observed.image), tile(observed.digit), tile(observed.is_handwritten)};
+  std::optional<torch::Tensor> style;
+  if (is_handwritten) style = tile(*is_handwritten);
+  auto images = counterfactual(tiled, style, digit, Abduction::sample);
+  return images.reshape({samples, n, images.size(-1)});
 }
 
 nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k) {

@@ -72,6 +72,16 @@ struct EncoderImpl : torch::nn::Module {
 };
 TORCH_MODULE(Encoder);
 
+/// How a counterfactual query infers the unit's Z from its observed image and labels.
+enum class Abduction {
+  /// The guide's posterior mean (one deterministic answer per unit).
+  mean,
+  /// A draw from the guide's posterior (the answer varies with the unit's uncertainty).
+  sample
+};
+/// "mean" or "sample"; throws ValueError otherwise.
+Abduction abduction_from_string(const std::string& s);
+
 /// A minibatch: images [B, 784] in [0, 1], one-hot digits [B, 10], is_handwritten [B, 1] (0/1).
 struct Batch {
   torch::Tensor image, digit, is_handwritten;
@@ -103,12 +113,17 @@ class CausalVAE {
   /// Expected images [n, 784] from the interventional distribution
   /// P(image | do(digit, is_handwritten)), through the `do_` handler.
   torch::Tensor intervene(int64_t digit, double handwritten, int64_t n);
-  /// Counterfactual images for a batch: abduction (Z = the guide's posterior mean given the
-  /// observed image and labels), action (`do_` on is_handwritten and/or digit; unset = as
-  /// observed), prediction (the decoder's expected image). With no action this is the
+  /// Counterfactual images [n, 784] for a batch, through TwinWorldCounterfactual: abduction
+  /// (Z from the guide's posterior given the observed image and labels: its mean, or one draw),
+  /// action (`do_` on is_handwritten and/or digit; unset = as observed), prediction (the
+  /// decoder's expected image in the counterfactual world). With no action this is the
   /// reconstruction.
   torch::Tensor counterfactual(const Batch& observed, std::optional<torch::Tensor> is_handwritten,
-                               std::optional<int64_t> digit);
+                               std::optional<int64_t> digit, Abduction abduction = Abduction::mean);
+  /// `samples` counterfactual images per unit [samples, n, 784], each from its own posterior
+  /// draw of Z (abduction by sampling).
+  torch::Tensor counterfactual_samples(const Batch& observed, std::optional<torch::Tensor> is_handwritten,
+                                       std::optional<int64_t> digit, int64_t samples);
   /// Expected reconstructions of a batch (counterfactual with no action).
   torch::Tensor reconstruct(const Batch& b) { return counterfactual(b, std::nullopt, std::nullopt); }
 

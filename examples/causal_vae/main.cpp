@@ -302,29 +302,46 @@ int intervene(const RunOptions& o, int64_t digit, int64_t handwritten, int64_t c
   return 0;
 }
 
-int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std::string& set_style, int64_t set_digit) {
+int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std::string& set_style, int64_t set_digit,
+                   const std::string& abduction, int64_t samples, uint64_t seed) {
   auto r = load_run(o);
   auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
   auto b = test_examples(ds, indices);
   torch::NoGradGuard no_grad;
-  // Column 0: the observed image; column 1: its reconstruction (factual, same Z); then the
-  // counterfactual with the style set; then, if asked, with the digit set too.
-  std::vector<torch::Tensor> columns = {b.image.cpu(), r.vae->counterfactual(b, std::nullopt, std::nullopt).cpu()};
+  auto seeded = ember::seed(seed);
+  const auto how = causal_vae::abduction_from_string(abduction);
+  if (how == causal_vae::Abduction::mean && samples != 1)
+    throw ValueError(cat("--samples ", samples, " needs --abduction sample: the posterior mean gives one answer per image"));
   std::optional<torch::Tensor> style;
   if (set_style == "flip") style = 1 - b.is_handwritten;
   else if (set_style == "handwritten") style = torch::ones_like(b.is_handwritten);
   else if (set_style == "typed") style = torch::zeros_like(b.is_handwritten);
-  columns.push_back(r.vae->counterfactual(b, style, std::nullopt).cpu());
-  if (set_digit >= 0) columns.push_back(r.vae->counterfactual(b, style, set_digit).cpu());
+  std::optional<int64_t> digit;
+  if (set_digit >= 0) digit = set_digit;
+  // Column 0: the observed image; column 1: its reconstruction (factual world, Z at the
+  // posterior mean); then the counterfactual world with the labels set (TwinWorldCounterfactual):
+  // one column by the posterior mean, or one per posterior draw of Z.
+  std::vector<torch::Tensor> columns = {b.image.cpu(), r.vae->reconstruct(b).cpu()};
+  std::vector<std::string> labels = {"seen", "recon"};
+  const std::string action = cat(set_style == "handwritten" ? "hand" : set_style, set_digit >= 0 ? cat(",", set_digit) : "");
+  if (how == causal_vae::Abduction::mean) {
+    columns.push_back(r.vae->counterfactual(b, style, digit).cpu());
+    labels.push_back(action);
+  } else {
+    auto draws = r.vae->counterfactual_samples(b, style, digit, samples).cpu();
+    for (int64_t k = 0; k < samples; ++k) {
+      columns.push_back(draws[k]);
+      labels.push_back(k == 0 ? action + " z~q" : cat("z~q ", k + 1));
+    }
+  }
   auto grid = torch::stack(columns, 1).reshape({-1, b.image.size(1)});
   const auto path = out_or(o, "counterfactuals.png");
-  // Short labels: a column is 84 pixels wide.
-  std::vector<std::string> labels = {"seen", "recon", set_style == "handwritten" ? "hand" : set_style};
-  if (set_digit >= 0) labels.push_back(cat("d=", set_digit));
   viz::write_image_grid(path, grid,
                         viz::ImageGridOptions().cols(static_cast<int64_t>(columns.size())).upscale(3).col_labels(labels));
-  std::cout << "wrote " << path << ": each row is one test image; columns: observed, reconstruction, is_handwritten "
-            << set_style << (set_digit >= 0 ? cat(", digit ", set_digit) : std::string()) << "\n";
+  std::cout << "wrote " << path << ": each row is one test image; columns: observed, reconstruction, then had it been: is_handwritten "
+            << set_style << (set_digit >= 0 ? cat(", digit ", set_digit) : std::string()) << " (abduction: "
+            << (how == causal_vae::Abduction::mean ? std::string("posterior mean of Z") : cat(samples, " posterior draws of Z"))
+            << ")\n";
   return 0;
 }
 
@@ -408,7 +425,9 @@ int main(int argc, char** argv) {
   int64_t k = 100, count = 16, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
   uint64_t seed = 0;
   std::vector<int64_t> indices = {0, 1, 2, 3, 4, 5, 6, 7};
-  std::string set_style = "flip";
+  std::string set_style = "flip", abduction = "mean";
+  int64_t cf_samples = 1;
+  uint64_t cf_seed = 0;
   auto* eval_cmd = app.add_subcommand("evaluate", "test loss and an importance-weighted log-likelihood estimate");
   add_run_options(eval_cmd, eval_o);
   eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(CLI::PositiveNumber)->capture_default_str();
@@ -435,6 +454,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"flip", "handwritten", "typed"}))
       ->capture_default_str();
   cf_cmd->add_option("--set-digit", set_digit, "also set the digit (-1: keep)")->check(CLI::Range(-1, 9))->capture_default_str();
+  cf_cmd->add_option("--abduction", abduction, "Z from the guide: its posterior mean, or posterior draws")
+      ->check(CLI::IsMember({"mean", "sample"}))
+      ->capture_default_str();
+  cf_cmd->add_option("--samples", cf_samples, "counterfactual draws per image (with --abduction sample)")
+      ->check(CLI::Range(int64_t(1), int64_t(64)))
+      ->capture_default_str();
+  cf_cmd->add_option("--seed", cf_seed, "seed of the posterior draws")->capture_default_str();
 
   RunOptions judge_o;
   causal_vae::JudgeOptions judge_opts;
@@ -470,7 +496,7 @@ int main(int argc, char** argv) {
     if (*recon_cmd) return reconstruct(recon_o, count);
     if (*gen_cmd) return generate(gen_o, per_cell, seed);
     if (*int_cmd) return intervene(int_o, digit, handwritten, count, seed);
-    if (*cf_cmd) return counterfactual(cf_o, indices, set_style, set_digit);
+    if (*cf_cmd) return counterfactual(cf_o, indices, set_style, set_digit, abduction, cf_samples, cf_seed);
     if (*judge_cmd) return judge(judge_o, judge_opts);
     if (*import_cmd) {
       import_cfg.model.likelihood = causal_vae::likelihood_from_string(ilik);
