@@ -323,7 +323,7 @@ OptimizerPtr make_optimizer(const std::string& name, const nlohmann::json& kw) {
 
 }  // namespace
 
-TEST_CASE("Pyro parity: every optimiser's steps, a cleared store and a replaced param start fresh" * doctest::skip()) {
+TEST_CASE("Pyro parity: every optimiser's steps, a cleared store and a replaced param start fresh") {
   // As optim_case in inference.py: fixed gradients; 'q' has none at some steps; after 4 steps
   // the store is cleared and the params re-created, after 2 more 'p' is replaced.
   const std::vector<torch::Tensor> grads{T({0.5, -1.5, 2.0}), T({-0.2, 30.0, 0.7}), T({1.0, 0.1, -25.0}),
