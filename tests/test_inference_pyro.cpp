@@ -395,7 +395,7 @@ void check_sites(const ValueMap& ours, const nlohmann::json& ref, const std::str
 
 }  // namespace
 
-TEST_CASE("Pyro parity: Predictive returns every site with a guide, in Pyro's shapes" * doctest::skip()) {
+TEST_CASE("Pyro parity: Predictive returns every site with a guide, in Pyro's shapes") {
   ParamStore store;
   ParamStoreScope scope(store);
   const auto& ref = inference_case("predictive");
