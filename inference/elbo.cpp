@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include "distributions/independent.h"
@@ -75,6 +76,15 @@ struct LogR {
     return total;
   }
 };
+
+// The analytic KL of a guide site times its tensor scale weights, which must broadcast to
+// the KL's (batch) shape exactly as they must to the site's log-prob.
+torch::Tensor scale_kl(const torch::Tensor& kl, const torch::Tensor& weights, const Site& g) {
+  if (broadcast_shapes(to_shape(kl.sizes()), to_shape(weights.sizes()), "scale") != to_shape(kl.sizes()))
+    throw ShapeError(cat("TraceMeanField_ELBO: guide site '", g.name, "' (", g.plates_str(), "): scale weights of shape ",
+                         shape_str(weights.sizes()), " do not broadcast to its KL's shape ", shape_str(kl.sizes())));
+  return kl * weights;
+}
 
 }  // namespace
 
@@ -297,8 +307,11 @@ double ELBO::compute_loss_and_grads(const Program& model, const Program& guide) 
 
 torch::Tensor ELBO::compute_differentiable_loss(const Program& model, const Program& guide) {
   torch::Tensor total;
-  run_particles(model, guide, [&](torch::Tensor s) { total = total.defined() ? total + s : s; });
-  return total.defined() ? total : torch::zeros({});
+  const double loss = run_particles(model, guide, [&](torch::Tensor s) { total = total.defined() ? total + s : s; });
+  if (!total.defined()) return torch::tensor(loss, torch::kDouble);
+  // As Pyro: the value is the loss, the gradient the surrogate's (they differ when the
+  // surrogate has score-function terms).
+  return loss + (total - total.detach());
 }
 
 // ---------------------------------------------------------------- Trace_ELBO
@@ -367,6 +380,8 @@ ELBO::Particle TraceMeanField_ELBO::particle(Trace& model_trace, Trace& guide_tr
       torch::Tensor k = *kl;
       if (g->mask.defined()) k = torch::where(g->mask, k, torch::zeros({}, k.options()));
       if (g->scale != 1.0) k = k * g->scale;
+      // Tensor scale weights apply per element, as on the Monte-Carlo path (and in Pyro).
+      if (g->scale_tensor.defined()) k = scale_kl(k, g->scale_tensor, *g);
       add_to(elbo, -k.sum());
     } else {
       add_to(elbo, m.log_prob_sum - g->log_prob_sum);
@@ -405,13 +420,28 @@ std::pair<torch::Tensor, torch::Tensor> RenyiELBO::particles(const Program& mode
   const int64_t iters = vec ? 1 : k;
   for (int64_t i = 0; i < iters; ++i) {
     auto [model_trace, guide_trace] = get_traces(model, guide);
-    const int64_t pdim = vec ? -plate_nesting(model, guide) - 1 : 0;
-    // Sum a site's log-prob over everything but the particle dim.
-    auto reduce = [&](const torch::Tensor& lp) {
-      if (!vec) return lp.sum();
-      if (lp.dim() < -pdim) return lp.sum().expand({k});
-      auto moved = lp.movedim(pdim, 0);
-      return moved.reshape({moved.size(0), -1}).sum(1).expand({k});
+    // As Pyro: the plates that every model sample site is in (the data plate of an amortised
+    // model, and the vectorised particle plate) are kept apart; the others are summed out,
+    // in model and guide terms alike. The bound is then per element of the shared plates.
+    std::set<int64_t> sum_dims;
+    {
+      std::map<std::string, std::pair<int64_t, size_t>> plates;  // name -> (dim, number of sites in it)
+      size_t num_sites = 0;
+      for (const auto& s : model_trace) {
+        if (!is_sample(s)) continue;
+        ++num_sites;
+        for (const auto& f : s.cond_indep_stack) {
+          auto& entry = plates.emplace(f.name, std::make_pair(f.vectorized ? f.dim : 0, size_t{0})).first->second;
+          ++entry.second;
+        }
+      }
+      for (const auto& [plate_name, entry] : plates)
+        if (entry.second < num_sites && entry.first != 0) sum_dims.insert(entry.first);
+    }
+    auto reduce = [&](torch::Tensor lp) {
+      for (int64_t d : sum_dims)
+        if (lp.dim() >= -d) lp = lp.sum(d, /*keepdim=*/true);
+      return lp;
     };
     torch::Tensor elbo, surrogate;
     for (const auto& s : model_trace) {
@@ -430,13 +460,21 @@ std::pair<torch::Tensor, torch::Tensor> RenyiELBO::particles(const Program& mode
     elbo = or_zero(elbo);
     surrogate = or_zero(surrogate);
     if (o_.check_finite() && !all_finite(elbo)) throw_non_finite(elbo.sum().item<double>(), model_trace, guide_trace, name());
-    elbos.push_back(elbo.expand(vec ? std::vector<int64_t>{k} : std::vector<int64_t>{}));
+    elbos.push_back(elbo);
     if (with_grad) surrogates.push_back(surrogate);
   }
-  auto e = vec ? elbos[0] : torch::stack(elbos);
-  torch::Tensor s;
-  if (with_grad) s = vec ? surrogates[0] : torch::stack(surrogates);
-  return {e, s};
+  // Particles along dim 0: the particle plate's dim when vectorised, else stacked.
+  auto particles_first = [&](std::vector<torch::Tensor>& ts) -> torch::Tensor {
+    if (ts.empty()) return {};
+    if (!vec) return torch::stack(torch::broadcast_tensors(ts));
+    torch::Tensor t = ts[0];
+    const int64_t pdim = -plate_nesting(model, guide) - 1;
+    while (t.dim() < -pdim) t = t.unsqueeze(0);
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[static_cast<size_t>(t.dim() + pdim)] = k;
+    return t.expand(shape).movedim(pdim, 0);
+  };
+  return {particles_first(elbos), particles_first(surrogates)};
 }
 
 double RenyiELBO::compute_loss(const Program& model, const Program& guide) {
@@ -444,26 +482,36 @@ double RenyiELBO::compute_loss(const Program& model, const Program& guide) {
   auto [e, s] = particles(model, guide, false);
   const double k = static_cast<double>(o_.num_particles());
   auto log_w = (1.0 - alpha_) * e;
-  return -(torch::logsumexp(log_w, 0).item<double>() - std::log(k)) / (1.0 - alpha_);
+  return -(torch::logsumexp(log_w, 0) - std::log(k)).sum().item<double>() / (1.0 - alpha_);
 }
+
+namespace {
+// Pyro's RenyiELBO surrogate: the particles' surrogates weighted by their self-normalised
+// (detached) weights, per element of the shared plates.
+torch::Tensor renyi_surrogate(const torch::Tensor& log_w, const torch::Tensor& log_mean_w, const torch::Tensor& s,
+                              double k) {
+  return -((log_w - log_mean_w).exp() * s).sum() / k;
+}
+}  // namespace
 
 torch::Tensor RenyiELBO::compute_differentiable_loss(const Program& model, const Program& guide) {
   auto [e, s] = particles(model, guide, true);
   const double k = static_cast<double>(o_.num_particles());
   auto log_w = (1.0 - alpha_) * e;
-  auto log_mean_w = torch::logsumexp(log_w, 0) - std::log(k);
-  auto normalized = (log_w - log_mean_w).exp();
-  return -(normalized * s).sum() / k;
+  auto log_mean_w = torch::logsumexp(log_w, 0, /*keepdim=*/true) - std::log(k);
+  const double loss = -log_mean_w.sum().item<double>() / (1.0 - alpha_);
+  auto surrogate = renyi_surrogate(log_w, log_mean_w, s, k);
+  return loss + (surrogate - surrogate.detach());
 }
 
 double RenyiELBO::compute_loss_and_grads(const Program& model, const Program& guide) {
   auto [e, s] = particles(model, guide, true);
   const double k = static_cast<double>(o_.num_particles());
   auto log_w = (1.0 - alpha_) * e;
-  auto log_mean_w = torch::logsumexp(log_w, 0) - std::log(k);
-  auto surrogate = -((log_w - log_mean_w).exp() * s).sum() / k;
+  auto log_mean_w = torch::logsumexp(log_w, 0, /*keepdim=*/true) - std::log(k);
+  auto surrogate = renyi_surrogate(log_w, log_mean_w, s, k);
   if (surrogate.requires_grad()) surrogate.backward();
-  return -log_mean_w.item<double>() / (1.0 - alpha_);
+  return -log_mean_w.sum().item<double>() / (1.0 - alpha_);
 }
 
 }  // namespace ember::infer

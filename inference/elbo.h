@@ -74,7 +74,8 @@ class ELBO {
   /// As `compute_loss`, and runs backward on the surrogate loss (gradients accumulate in
   /// the params' `.grad`).
   virtual double compute_loss_and_grads(const Program& model, const Program& guide);
-  /// The surrogate loss averaged over particles, as a differentiable tensor.
+  /// The loss averaged over particles as a tensor whose value is the loss and whose gradient
+  /// is the surrogate loss's (Pyro's `differentiable_loss`).
   virtual torch::Tensor compute_differentiable_loss(const Program& model, const Program& guide);
 
   template <class M, class G, class... A>
@@ -140,7 +141,9 @@ class TraceMeanField_ELBO : public ELBO {
 
 /// Pyro's RenyiELBO: the Renyi alpha-divergence bound
 /// `1/(1-alpha) log (1/K) sum_k w_k^(1-alpha)`, w_k = p(x, z_k)/q(z_k); alpha = 0 is the
-/// importance-weighted (IWAE) bound, tighter than the ELBO as K grows.
+/// importance-weighted (IWAE) bound, tighter than the ELBO as K grows. As in Pyro, plates
+/// shared by every model sample site are kept apart and the bound is summed over their
+/// elements (a per-datapoint bound for an amortised model).
 class RenyiELBO : public ELBO {
  public:
   explicit RenyiELBO(double alpha = 0.0, ELBOOptions options = ELBOOptions().num_particles(2));

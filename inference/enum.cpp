@@ -2,6 +2,8 @@
 #include "inference/enum.h"
 
 #include <algorithm>
+#include <functional>
+#include <optional>
 #include <map>
 #include <set>
 
@@ -58,9 +60,12 @@ using Ordinal = std::set<std::string>;
 
 bool is_sample(const Site& s) { return s.type == SiteType::sample && !is_subsample_site(s); }
 
+// The vectorised plates a site is in (sequential plates have no dim and, as in Pyro, do not
+// enter the dependency ordering).
 Ordinal ordinal_of(const Site& s) {
   Ordinal o;
-  for (const auto& f : s.cond_indep_stack) o.insert(f.name);
+  for (const auto& f : s.cond_indep_stack)
+    if (f.vectorized) o.insert(f.name);
   return o;
 }
 
@@ -101,46 +106,70 @@ std::vector<std::pair<Ordinal, torch::Tensor>> contract(std::map<Ordinal, std::v
     auto it = std::max_element(pending.begin(), pending.end(),
                                [](const auto& a, const auto& b) { return a.first.size() < b.first.size(); });
     const Ordinal leaf = it->first;
-    torch::Tensor t;
-    for (const auto& x : it->second) t = t.defined() ? t + x : x;
+    const std::vector<torch::Tensor> terms = std::move(it->second);
     pending.erase(it);
+    // As Pyro's _partition_terms: the terms at this leaf fall into groups connected through
+    // the enumerated dims that live here; each group is contracted on its own, so independent
+    // components (e.g. in crossed plates) never meet.
+    std::vector<int64_t> leaf_dims;
     for (int64_t d : e.sum_dims)
-      if (e.home.at(d) == leaf && t.dim() >= -d) t = t.logsumexp(d, /*keepdim=*/true);
-    Ordinal parent;
-    std::vector<int64_t> remaining;
-    for (int64_t d : e.sum_dims) {
-      if (!has_dim(t, d)) continue;
-      const Ordinal& h = e.home.at(d);
-      if (!subset(h, leaf))
-        throw ValueError(cat("TraceEnum_ELBO: site '", e.site.at(d), "' is enumerated in ", ordinal_str(h),
-                             " but a site in ", ordinal_str(leaf),
-                             " depends on it; a variable enumerated inside a plate may only be used inside that plate"));
-      parent.insert(h.begin(), h.end());
-      remaining.push_back(d);
+      if (e.home.at(d) == leaf) leaf_dims.push_back(d);
+    std::vector<size_t> root(terms.size());
+    for (size_t i = 0; i < root.size(); ++i) root[i] = i;
+    std::function<size_t(size_t)> find = [&](size_t i) { return root[i] == i ? i : root[i] = find(root[i]); };
+    for (int64_t d : leaf_dims) {
+      std::optional<size_t> first;
+      for (size_t i = 0; i < terms.size(); ++i) {
+        if (!has_dim(terms[i], d)) continue;
+        if (first) root[find(i)] = find(*first);
+        else first = i;
+      }
     }
-    if (remaining.empty()) {
-      out.emplace_back(leaf, t);
-      continue;
+    std::map<size_t, torch::Tensor> groups;
+    for (size_t i = 0; i < terms.size(); ++i) {
+      auto& g = groups[find(i)];
+      g = g.defined() ? g + terms[i] : terms[i];
     }
-    if (parent == leaf) {
-      std::string names;
-      for (int64_t d : remaining) names += (names.empty() ? "'" : ", '") + e.site.at(d) + "'";
-      throw ValueError(cat("TraceEnum_ELBO: expected tree-structured plate nesting, but sites in ", ordinal_str(leaf),
-                           " depend on enumerated sites ", names,
-                           " that live in independent plates; enumerate fewer sites or restructure the plates"));
+    for (auto& [group_root, group_term] : groups) {
+      torch::Tensor t = group_term;
+      for (int64_t d : leaf_dims)
+        if (t.dim() >= -d) t = t.logsumexp(d, /*keepdim=*/true);
+      Ordinal parent;
+      std::vector<int64_t> remaining;
+      for (int64_t d : e.sum_dims) {
+        if (!has_dim(t, d)) continue;
+        const Ordinal& h = e.home.at(d);
+        if (!subset(h, leaf))
+          throw ValueError(cat("TraceEnum_ELBO: site '", e.site.at(d), "' is enumerated in ", ordinal_str(h),
+                               " but a site in ", ordinal_str(leaf),
+                               " depends on it; a variable enumerated inside a plate may only be used inside that plate"));
+        parent.insert(h.begin(), h.end());
+        remaining.push_back(d);
+      }
+      if (remaining.empty()) {
+        out.emplace_back(leaf, t);
+        continue;
+      }
+      if (parent == leaf) {
+        std::string names;
+        for (int64_t d : remaining) names += (names.empty() ? "'" : ", '") + e.site.at(d) + "'";
+        throw ValueError(cat("TraceEnum_ELBO: expected tree-structured plate nesting, but sites in ", ordinal_str(leaf),
+                             " depend jointly on enumerated sites ", names,
+                             " that live in independent plates; enumerate fewer sites or restructure the plates"));
+      }
+      for (int64_t d : e.guide_dims)
+        if (has_dim(t, d) && !subset(e.home.at(d), parent))
+          throw ValueError(cat("TraceEnum_ELBO: expected model enumeration to be no more global than guide enumeration, "
+                               "but model-enumerated sites in ", ordinal_str(parent),
+                               " are upstream of guide-enumerated site '", e.site.at(d), "' in ", ordinal_str(e.home.at(d)),
+                               ". Try enumerating some of the model's sites in the guide instead"));
+      for (const auto& p : leaf) {
+        if (parent.count(p)) continue;
+        const int64_t d = e.plate_dim.at(p);
+        if (t.dim() >= -d) t = t.sum(d, /*keepdim=*/true);  // product over the plate, in log space
+      }
+      pending[parent].push_back(t);
     }
-    for (int64_t d : e.guide_dims)
-      if (has_dim(t, d) && !subset(e.home.at(d), parent))
-        throw ValueError(cat("TraceEnum_ELBO: expected model enumeration to be no more global than guide enumeration, but "
-                             "model-enumerated sites in ", ordinal_str(parent), " are upstream of guide-enumerated site '",
-                             e.site.at(d), "' in ", ordinal_str(e.home.at(d)),
-                             ". Try enumerating some of the model's sites in the guide instead"));
-    for (const auto& p : leaf) {
-      if (parent.count(p)) continue;
-      const int64_t d = e.plate_dim.at(p);
-      if (t.dim() >= -d) t = t.sum(d, /*keepdim=*/true);  // product over the plate, in log space
-    }
-    pending[parent].push_back(t);
   }
   return out;
 }
@@ -207,12 +236,8 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
   EnumInfo e;
   for (const auto* tr : {&model_trace, &guide_trace})
     for (const auto& s : *tr)
-      for (const auto& f : s.cond_indep_stack) {
-        if (!f.vectorized)
-          throw ValueError(cat("TraceEnum_ELBO: site '", s.name, "' is inside the sequential plate '", f.name,
-                               "'; enumeration needs vectorised plates (ember::plate)"));
-        e.plate_dim[f.name] = f.dim;
-      }
+      for (const auto& f : s.cond_indep_stack)
+        if (f.vectorized) e.plate_dim[f.name] = f.dim;
   for (const auto& s : guide_trace) {
     if (!is_sample(s) || s.infer.enum_dim == 0) continue;
     e.guide_dims.insert(s.infer.enum_dim);
@@ -248,7 +273,10 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
       throw ValueError(cat("TraceEnum_ELBO: expected all sites that depend on model-enumerated sites to share one scale "
                            "(subsampling ratio), but '", scale_site->name, "' has ", scale_site->scale, " and '", s.name,
                            "' has ", s.scale));
-    factors[ordinal_of(s)].push_back(masked(s));
+    // As Pyro: the mask applies inside the log-expectation to the sites that depend on an
+    // enumerated value, but the prior of a model-enumerated site itself is used unmasked.
+    const bool enumerated_here = s.infer.enum_dim != 0 && !s.is_observed && !guide_trace.contains(s.name);
+    factors[ordinal_of(s)].push_back(enumerated_here ? s.unscaled_log_prob : masked(s));
   }
   if (!factors.empty()) {
     for (auto& [o, t] : contract(std::move(factors), e))
@@ -271,7 +299,16 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
     torch::Tensor lw;
     for (const auto& [wo, w] : weights)
       if (subset(wo, o)) lw = lw.defined() ? lw + w : w;
-    torch::Tensor term = lw.defined() ? (lw.exp() * c).sum() : c.sum();
+    torch::Tensor term;
+    if (!lw.defined()) {
+      term = c.sum();
+    } else {
+      // As Pyro's Dice: values of probability 0 contribute nothing (their cost may be
+      // infinite, e.g. -log q; 0 * inf would be NaN, in the value and in the gradient).
+      auto prob = lw.exp();
+      auto safe_cost = torch::where(prob > 0, c, torch::zeros({}, c.options()));
+      term = (prob * safe_cost).sum();
+    }
     elbo = elbo.defined() ? elbo + term : term;
   }
   if (!elbo.defined()) elbo = torch::zeros({}, torch::kDouble);

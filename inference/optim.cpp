@@ -15,15 +15,10 @@ void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
   for (const auto& n : names) {
     if (!store.contains(n)) continue;  // e.g. a value substituted for a param never stored
     torch::Tensor p = store.unconstrained(n);
+    State& s = state_for(n, p);
+    begin_step(s);
     const torch::Tensor& g = p.grad();
-    if (!g.defined()) continue;
-    auto it = states_.find(n);
-    if (it == states_.end()) {
-      State s;
-      s.lr = initial_lr();
-      it = states_.emplace(n, std::move(s)).first;
-    }
-    update(p, g, it->second);
+    if (g.defined()) update(p, g, s);
   }
   // As Pyro's zero_grads: gradients become zeros (not None) once a param has been stepped.
   for (const auto& n : names) {
@@ -31,6 +26,19 @@ void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
     torch::Tensor p = store.unconstrained(n);
     if (p.grad().defined()) p.mutable_grad().zero_();
   }
+}
+
+Optimizer::State& Optimizer::state_for(const std::string& name, const torch::Tensor& p) {
+  auto it = states_.find(name);
+  const bool fresh = it == states_.end() ||
+                     (it->second.tensor && it->second.tensor->lock().get() != p.unsafeGetTensorImpl());
+  if (fresh) {
+    State s;
+    s.lr = initial_lr();
+    it = states_.insert_or_assign(name, std::move(s)).first;
+  }
+  if (!it->second.tensor) it->second.tensor.emplace(p.getIntrusivePtr());
+  return it->second;
 }
 
 int64_t Optimizer::step_count(const std::string& param) const {
@@ -57,6 +65,7 @@ constexpr const char* kSep = "$";
 std::vector<ArchiveEntry> Optimizer::state_entries() const {
   std::vector<ArchiveEntry> out;
   for (const auto& [param, s] : states_) {
+    if (s.tensor && s.tensor->expired()) continue;  // its param is gone: the state is dead
     // One entry per buffer; a state without buffers still gets a marker entry for its step.
     nlohmann::json meta = {{"param", param}, {"step", s.step}, {"lr", s.lr}};
     if (s.buffers.empty()) {
@@ -137,8 +146,7 @@ nlohmann::json ClippedAdam::hyperparameters() const {
 }
 
 void ClippedAdam::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
-  // Pyro: the learning rate decays before each step; gradients are clamped elementwise.
-  s.lr *= o_.lrd();
+  // Pyro: gradients are clamped elementwise (the learning rate decayed in begin_step).
   grad = grad.clamp(-o_.clip_norm(), o_.clip_norm());
   s.step += 1;
   if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());

@@ -14,6 +14,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,14 +76,19 @@ struct AdagradOptions {
   TORCH_ARG(double, eps) = 1e-10;
 };
 
-/// Base class: keeps one state per parameter name and updates the param store's
-/// unconstrained tensors in place from their `.grad`.
+/// Base class: keeps one state per parameter tensor (as Pyro's `PyroOptim`, which keys its
+/// per-param optimisers by tensor) and updates the param store's unconstrained tensors in
+/// place from their `.grad`. States are looked up by param name, but a state belongs to the
+/// tensor it was created for: when the store's tensor of that name is another one (the store
+/// was cleared, or the param replaced with `set`), the param starts with a fresh state.
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
 
-  /// Updates each named param of `store` that has a gradient (creating its state on first
-  /// sight), then zeroes the gradients. Params without a gradient are left alone.
+  /// One step for each named param of `store`: its state is created on first sight (or
+  /// re-created for a new tensor), `begin_step` runs (ClippedAdam decays its learning rate,
+  /// with or without a gradient, as Pyro does), and params that have a gradient are updated.
+  /// Then the gradients are zeroed.
   void step(const std::vector<std::string>& names, ParamStore& store);
   /// As above on the current thread's param store.
   void step(const std::vector<std::string>& names);
@@ -92,7 +98,7 @@ class Optimizer {
   /// Hyper-parameters, as JSON (saved with the state, checked on load).
   virtual nlohmann::json hyperparameters() const = 0;
 
-  /// Number of params with a state.
+  /// Number of params with a state (params stepped at least once, with or without gradient).
   size_t num_states() const { return states_.size(); }
   /// Step count of one param's state (0 if it has none).
   int64_t step_count(const std::string& param) const;
@@ -115,11 +121,20 @@ class Optimizer {
     int64_t step = 0;
     double lr = 0.0;
     std::map<std::string, torch::Tensor> buffers;
+    /// The unconstrained tensor this state belongs to (unset for a state loaded from a
+    /// checkpoint until its param is first stepped). Weak: a dropped param is not kept alive.
+    std::optional<c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>> tensor;
   };
   /// Initial learning rate of a new state.
   virtual double initial_lr() const = 0;
+  /// Called once per step for every param stepped, before its update and whether or not it
+  /// has a gradient.
+  virtual void begin_step(State& state) const {}
   /// Applies one update to `p` (a leaf; called under NoGradGuard) with gradient `grad`.
   virtual void update(torch::Tensor& p, torch::Tensor grad, State& state) const = 0;
+  /// The state of param `name` whose unconstrained tensor is `p`: created on first sight,
+  /// re-created when `p` is not the tensor it was made for, bound to `p` if loaded.
+  State& state_for(const std::string& name, const torch::Tensor& p);
   /// The buffer `key` of `state`, created as zeros like `p` (or `fill`) if absent.
   static torch::Tensor& buffer(State& state, const std::string& key, const torch::Tensor& p, double fill = 0.0);
 
@@ -151,6 +166,7 @@ class ClippedAdam : public Optimizer {
 
  protected:
   double initial_lr() const override { return o_.lr(); }
+  void begin_step(State& s) const override { s.lr *= o_.lrd(); }
   void update(torch::Tensor& p, torch::Tensor grad, State& s) const override;
 
  private:

@@ -1,6 +1,8 @@
 // Predictive and Importance.
 #include "inference/predictive.h"
 
+#include <c10/util/accumulate.h>
+
 #include <cmath>
 
 #include "ppl/block.h"
@@ -29,6 +31,41 @@ ValueMap stack_all(std::map<std::string, std::vector<torch::Tensor>>& collected)
   return out;
 }
 
+// Pyro's shape of a returned site: [num_samples] + ones up to max_plate_nesting (counted
+// against the site's batch dims) + the site's value shape in one run. A global site thus
+// comes back as [S, 1, ...] when the model has a plate.
+std::vector<int64_t> returned_shape(const Site& s, int64_t num_samples, int64_t max_plate_nesting) {
+  std::vector<int64_t> shape{num_samples};
+  const auto batch_rank = s.fn ? static_cast<int64_t>(s.fn->batch_shape().size()) : 0;
+  shape.insert(shape.end(), static_cast<size_t>(std::max<int64_t>(0, max_plate_nesting - batch_rank)), 1);
+  const auto one = s.value.sizes();
+  shape.insert(shape.end(), one.begin(), one.end());
+  return shape;
+}
+
+int64_t deepest_plate(const Trace& t) {
+  int64_t n = 0;
+  for (const auto& s : t)
+    for (const auto& f : s.cond_indep_stack)
+      if (f.vectorized) n = std::max(n, -f.dim);
+  return n;
+}
+
+// The sites to return: those asked for, else (as Pyro) every sample site of the model with a
+// guide, and the sites not among the posterior samples without one.
+std::vector<std::string> returned_sites(const Trace& model_trace, const PredictiveOptions& o, bool with_guide,
+                                        const ValueMap& posterior_samples) {
+  std::vector<std::string> names = o.return_sites();
+  if (!names.empty()) {
+    for (const auto& name : names)
+      if (!model_trace.find(name)) throw ValueError(cat("Predictive: return site '", name, "' is not a site of the model"));
+    return names;
+  }
+  for (const auto& s : model_trace)
+    if (is_sample(s) && (with_guide || !posterior_samples.count(s.name))) names.push_back(s.name);
+  return names;
+}
+
 }  // namespace
 
 namespace {
@@ -40,14 +77,6 @@ Trace dry_run(const Program& program, const ValueMap& condition_on = {}) {
   ConditionMessenger cm(condition_on);
   program();
   return tm.get_trace();
-}
-
-int64_t deepest_plate(const Trace& t) {
-  int64_t n = 0;
-  for (const auto& s : t)
-    for (const auto& f : s.cond_indep_stack)
-      if (f.vectorized) n = std::max(n, -f.dim);
-  return n;
 }
 
 // All draws at once in a plate left of the model's plates; values reshaped to the shapes of
@@ -82,7 +111,11 @@ ValueMap predictive_parallel(const Program& model, const Program* guide, const V
       auto sample = v.narrow(0, 0, n);
       std::vector<int64_t> shape{n};
       const auto rest = sample.sizes().slice(1);
-      shape.insert(shape.end(), static_cast<size_t>(std::max<int64_t>(0, nesting - static_cast<int64_t>(rest.size()))), 1);
+      // Pad the batch dims (not the event dims) up to the plates: the site's batch rank in
+      // one run. (Pyro counts the event dims too, which misplaces an event-shaped sample.)
+      auto batch_rank = static_cast<int64_t>(rest.size());
+      if (const Site* s0 = m0.find(name); s0 && s0->fn) batch_rank = static_cast<int64_t>(s0->fn->batch_shape().size());
+      shape.insert(shape.end(), static_cast<size_t>(std::max<int64_t>(0, nesting - batch_rank)), 1);
       shape.insert(shape.end(), rest.begin(), rest.end());
       latent.emplace(name, sample.reshape(shape));
     }
@@ -99,18 +132,13 @@ ValueMap predictive_parallel(const Program& model, const Program* guide, const V
     }
     m = tm.get_trace();
   }
-  std::vector<std::string> names = o.return_sites();
-  if (names.empty())
-    for (const auto& s : m0)
-      if (is_sample(s) && !first.count(s.name)) names.push_back(s.name);
+  const int64_t model_nesting = deepest_plate(m0);
   ValueMap out;
-  for (const auto& name : names) {
+  for (const auto& name : returned_sites(m0, o, guide != nullptr, posterior_samples)) {
     const Site* s = m.find(name);
     const Site* s0 = m0.find(name);
-    if (!s || !s0) throw ValueError(cat("Predictive: return site '", name, "' is not a site of the model"));
-    std::vector<int64_t> shape{n};
-    const auto one = s0->value.sizes();
-    shape.insert(shape.end(), one.begin(), one.end());
+    if (!s) throw ValueError(cat("Predictive: return site '", name, "' is not a site of the model"));
+    const std::vector<int64_t> shape = returned_shape(*s0, n, model_nesting);
     int64_t want = 1;
     for (auto d : shape) want *= d;
     try {
@@ -142,6 +170,8 @@ ValueMap detail::predictive(const Program& model, const Program* guide, const Va
   if (n == 0) n = 1;
   if (o.parallel()) return predictive_parallel(model, guide, posterior_samples, n, o);
   std::map<std::string, std::vector<torch::Tensor>> collected;
+  std::map<std::string, std::vector<int64_t>> shapes;  // from the first draw
+  std::vector<std::string> names;
   for (int64_t i = 0; i < n; ++i) {
     ValueMap latent;
     if (guide) {
@@ -162,18 +192,26 @@ ValueMap detail::predictive(const Program& model, const Program* guide, const Va
       }
       m = std::move(tm.trace());
     }
-    if (o.return_sites().empty()) {
-      for (const auto& s : m)
-        if (is_sample(s) && !latent.count(s.name)) collected[s.name].push_back(s.value);
-    } else {
-      for (const auto& name : o.return_sites()) {
-        const Site* s = m.find(name);
-        if (!s) throw ValueError(cat("Predictive: return site '", name, "' is not a site of the model"));
-        collected[name].push_back(s->value);
-      }
+    if (i == 0) {
+      names = returned_sites(m, o, guide != nullptr, posterior_samples);
+      const int64_t model_nesting = deepest_plate(m);
+      for (const auto& name : names) shapes[name] = returned_shape(m.at(name), n, model_nesting);
+    }
+    for (const auto& name : names) {
+      const Site* s = m.find(name);
+      if (!s) throw ValueError(cat("Predictive: site '", name, "' is in the first draw of the model but not in draw ", i));
+      collected[name].push_back(s->value);
     }
   }
-  return stack_all(collected);
+  ValueMap out = stack_all(collected);
+  for (auto& [name, value] : out) {
+    const auto& shape = shapes.at(name);
+    if (value.numel() != c10::multiply_integers(shape))
+      throw ShapeError(cat("Predictive: site '", name, "' has draws of shape ", shape_str(value.sizes()),
+                           ", which does not give Pyro's shape ", shape_str(shape)));
+    value = value.reshape(shape);
+  }
+  return out;
 }
 
 ImportanceResult detail::importance(const Program& model, const Program* guide, int64_t num_samples) {

@@ -8,8 +8,10 @@
 ///     // From posterior samples (leading dim = sample index), e.g. from MCMC:
 ///     ember::infer::Predictive pred2(model, ember::ValueMap{{"z", z_samples}});
 ///
-/// Returned values have shape [num_samples] + the shape the site has in one run of the model
-/// (Pyro instead pads global sites with singleton dims up to max_plate_nesting).
+/// With a guide and no `return_sites`, every sample site of the model is returned, latents
+/// included (as Pyro). Returned values have Pyro's shapes: [num_samples], singleton dims up
+/// to the model's plate nesting (counted against the site's batch dims), then the site's
+/// value shape in one run: a global scalar site in a model with one plate is [num_samples, 1].
 ///
 ///     ember::infer::Importance is(model, guide, 1000);     // or Importance(model, 1000): the prior
 ///     auto result = is.run(data);
@@ -29,8 +31,8 @@ namespace ember::infer {
 struct PredictiveOptions {
   /// Number of draws; 0 = the leading size of the posterior samples (1 with a guide).
   TORCH_ARG(int64_t, num_samples) = 0;
-  /// Sites to return; empty = every sample site of the model that is not a conditioned
-  /// latent (observations and deterministic sites included).
+  /// Sites to return; empty = with a guide, every sample site of the model (latents,
+  /// observations, deterministic sites); with posterior samples, the sites not among them.
   TORCH_ARG(std::vector<std::string>, return_sites) = {};
   /// Draw all samples in one vectorised run, in a plate `_num_predictive_samples` left of the
   /// model's plates (the model must broadcast correctly over it). Results have the same

@@ -1,0 +1,570 @@
+// Inference against Pyro 1.8.4 itself: the programs of scripts/pyro_fixtures/inference.py run
+// in Ember, compared with what Pyro computed (tests/fixtures/pyro/inference.json) at 1e-6.
+//
+// Every program is deterministic: `FixDraws` fixes guide draws (a Normal site's value is
+// loc + scale * eps, so pathwise gradients flow; other sites get a fixed value), optimisers
+// get fixed gradients, Predictive uses Delta guides.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "inference/inference.h"
+#include "ppl/ppl.h"
+#include "pyro_fixture.h"
+
+using namespace ember;
+using namespace ember::infer;
+using dist::Bernoulli;
+using dist::Normal;
+using ember::testing::fixture_tensor;
+using ember::testing::pyro_cases;
+
+namespace {
+
+torch::Tensor T(std::initializer_list<double> v) { return torch::tensor(std::vector<double>(v), torch::kDouble); }
+torch::Tensor S(double v) { return torch::tensor(v, torch::kDouble); }
+
+const nlohmann::json& inference_case(const std::string& name) { return pyro_cases("inference").at(name); }
+
+// Fixes the draws of the named sites: the i-th draw of a site uses the (i mod n)-th entry.
+struct FixedDraws {
+  std::map<std::string, std::vector<torch::Tensor>> fixed;
+  std::map<std::string, size_t> count;
+};
+
+class FixDrawsMessenger : public Messenger {
+ public:
+  explicit FixDrawsMessenger(FixedDraws& draws) : draws_(draws) { enter(); }
+  void process(Message& msg) override {
+    if (msg.type != SiteType::sample || msg.is_observed || msg.value.defined()) return;
+    auto it = draws_.fixed.find(msg.name);
+    if (it == draws_.fixed.end()) return;
+    const torch::Tensor& v = it->second[draws_.count[msg.name]++ % it->second.size()];
+    const dist::Distribution* base = msg.fn.get();
+    if (auto* ind = dynamic_cast<const dist::Independent*>(base)) base = ind->base().get();
+    if (auto* n = dynamic_cast<const dist::Normal*>(base)) msg.value = n->loc + n->scale * v;
+    else msg.value = v;
+  }
+
+ private:
+  FixedDraws& draws_;
+};
+
+template <class Guide>
+auto fix_draws(Guide guide, FixedDraws& draws) {
+  return [guide, &draws](auto&&... args) {
+    FixDrawsMessenger fix(draws);
+    guide(args...);
+  };
+}
+
+// The unconstrained gradient of every param in the store (zeros where none).
+std::map<std::string, torch::Tensor> store_grads(ParamStore& store) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& n : store.names()) {
+    auto u = store.unconstrained(n);
+    out[n] = u.grad().defined() ? u.grad().clone() : torch::zeros_like(u);
+  }
+  return out;
+}
+
+void check_close(const torch::Tensor& ours, const nlohmann::json& ref, const std::string& what) {
+  auto r = fixture_tensor(ref);
+  INFO(what << ": ours " << ours.sizes() << " " << ours << "\nPyro " << r.sizes() << " " << r);
+  REQUIRE(ours.sizes().vec() == r.sizes().vec());
+  CHECK(torch::allclose(ours.to(torch::kDouble), r, 1e-6, 1e-6));
+}
+
+void check_grads(ParamStore& store, const nlohmann::json& ref, const std::string& what) {
+  auto g = store_grads(store);
+  CHECK(g.size() == ref.size());
+  for (const auto& [name, value] : ref.items()) {
+    REQUIRE_MESSAGE(g.count(name), what << ": no gradient for param '" << name << "'");
+    check_close(g.at(name), value, what + " d/d" + name);
+  }
+}
+
+// loss(), loss_and_grads() and its gradients, differentiable_loss() value and gradients, as
+// run_elbo in inference.py.
+template <class Model, class Guide>
+void check_elbo(ELBO& elbo, Model model, Guide guide, const std::map<std::string, std::vector<torch::Tensor>>& fixed,
+                const std::string& case_name) {
+  const auto& ref = inference_case(case_name);
+  INFO(case_name);
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{fixed, {}};
+    auto g = fix_draws(guide, draws);
+    CHECK(elbo.loss(model, g) == doctest::Approx(ref.at("loss").get<double>()).epsilon(1e-9));
+  }
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{fixed, {}};
+    auto g = fix_draws(guide, draws);
+    CHECK(elbo.loss_and_grads(model, g) == doctest::Approx(ref.at("loss_and_grads").get<double>()).epsilon(1e-9));
+    check_grads(store, ref.at("grads"), case_name + " loss_and_grads");
+  }
+  if (ref.contains("differentiable_loss")) {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{fixed, {}};
+    auto g = fix_draws(guide, draws);
+    torch::Tensor dl = elbo.differentiable_loss(model, g);
+    CHECK(dl.item<double>() == doctest::Approx(ref.at("differentiable_loss").get<double>()).epsilon(1e-9));
+    dl.backward();
+    check_grads(store, ref.at("differentiable_grads"), case_name + " differentiable_loss");
+  }
+}
+
+// ------------------------------------------------------------- the programs of inference.py
+
+const torch::Tensor& DATA() {
+  static const auto t = T({0.3, -1.1, 2.0, 0.7, -0.2, 1.5});
+  return t;
+}
+torch::Tensor SUB() { return torch::tensor({1, 4, 5}, torch::kLong); }
+
+auto everyday_model = [] {
+  auto z = sample("z", Normal(S(0.5), S(2.0)));
+  {
+    auto data = plate("data", 6, PlateOptions().subsample(SUB()));
+    auto w = sample("w", Normal(z, S(1.0)));
+    auto sc = scale(0.5);
+    auto mk = mask(torch::tensor({true, false, true}));
+    sample("x", Normal(w, S(0.8)), DATA().index_select(0, data.indices()));
+  }
+  auto rows = plate("rows", 2, PlateOptions().dim(-2));
+  auto cols = plate("cols", 3, PlateOptions().dim(-1));
+  sample("y", Normal(z, S(1.5)), torch::tensor({0.5, -0.3, 1.2, 2.2, 0.1, -0.8}, torch::kDouble).reshape({2, 3}));
+};
+
+auto everyday_guide = [] {
+  auto zl = param("z_loc", S(0.1));
+  auto zs = param("z_scale", S(0.7), constraints::positive());
+  sample("z", Normal(zl, zs));
+  auto wl = param("w_loc", T({0.2, -0.1, 0.4, 0.0, 0.3, -0.5}));
+  auto ws = param("w_scale", T({0.5, 0.6, 0.7, 0.8, 0.9, 1.1}), constraints::positive());
+  auto data = plate("data", 6, PlateOptions().subsample(SUB()));
+  sample("w", Normal(wl.index_select(0, data.indices()), ws.index_select(0, data.indices())));
+};
+
+std::map<std::string, std::vector<torch::Tensor>> everyday_fixed() {
+  return {{"z", {S(0.4)}}, {"w", {T({-0.3, 1.2, 0.5})}}};
+}
+
+torch::Tensor WEIGHTS() { return T({0.5, 2.0, 1.5}); }
+
+auto weighted_model = [] {
+  auto z = sample("z", Normal(S(0.5), S(2.0)));
+  auto data = plate("data", 3);
+  auto sc = scale(WEIGHTS());
+  auto w = sample("w", Normal(z, S(1.0)));
+  sample("x", Normal(w, S(0.8)), DATA().slice(0, 0, 3));
+};
+
+auto weighted_guide = [] {
+  auto zl = param("z_loc", S(0.1));
+  auto zs = param("z_scale", S(0.7), constraints::positive());
+  sample("z", Normal(zl, zs));
+  auto wl = param("w_loc", T({0.2, -0.1, 0.4}));
+  auto ws = param("w_scale", T({0.5, 0.6, 0.7}), constraints::positive());
+  auto data = plate("data", 3);
+  auto sc = scale(WEIGHTS());
+  auto mk = mask(torch::tensor({true, true, false}));
+  sample("w", Normal(wl, ws));
+};
+
+auto sf_model = [] {
+  auto c = sample("c", Bernoulli(S(0.4)));
+  auto data = plate("data", 3);
+  auto z = sample("z", Bernoulli(S(0.3)));
+  sample("x", Normal(2 * z - 1 + 0.5 * c, S(1.0)), T({0.5, -1.2, 1.4}));
+};
+
+auto sf_guide = [] {
+  auto phi = param("phi", S(0.3));
+  sample("c", Bernoulli(dist::Logits{phi}));
+  auto theta = param("theta", T({0.2, -0.4, 1.0}));
+  auto data = plate("data", 3);
+  sample("z", Bernoulli(dist::Logits{theta}));
+};
+
+torch::Tensor RX() { return T({0.9, -0.4, 1.7}); }
+std::vector<torch::Tensor> REPS() { return {T({0.3, -1.0, 0.8}), T({-1.4, 0.2, 0.6}), T({1.1, 0.9, -0.7})}; }
+
+auto renyi_model = [] {
+  auto data = plate("data", 3);
+  auto z = sample("z", Normal(S(0.0), S(1.0)));
+  sample("x", Normal(z, S(0.5)), RX());
+};
+auto renyi_guide = [] {
+  auto loc = param("loc", T({0.2, -0.3, 0.5}));
+  auto sc = param("scale", T({0.8, 1.2, 0.6}), constraints::positive());
+  auto data = plate("data", 3);
+  sample("z", Normal(loc, sc));
+};
+auto renyi_nested_model = [] {
+  auto data = plate("data", 3, PlateOptions().dim(-2));
+  auto z = sample("z", Normal(S(0.0), S(1.0)));
+  auto feat = plate("feat", 2, PlateOptions().dim(-1));
+  sample("x", Normal(z, S(0.5)), T({0.9, 1.1, -0.4, 0.2, 1.7, 1.3}).reshape({3, 2}));
+};
+auto renyi_nested_guide = [] {
+  auto loc = param("loc", T({0.2, -0.3, 0.5}).reshape({3, 1}));
+  auto sc = param("scale", T({0.8, 1.2, 0.6}).reshape({3, 1}), constraints::positive());
+  auto data = plate("data", 3, PlateOptions().dim(-2));
+  sample("z", Normal(loc, sc));
+};
+auto renyi_global_model = [] {
+  auto m = sample("m", Normal(S(0.0), S(2.0)));
+  auto data = plate("data", 3);
+  auto z = sample("z", Normal(m, S(1.0)));
+  sample("x", Normal(z, S(0.5)), RX());
+};
+auto renyi_global_guide = [] {
+  auto ml = param("m_loc", S(0.4));
+  sample("m", Normal(ml, S(0.9)));
+  renyi_guide();
+};
+
+}  // namespace
+
+TEST_CASE("Pyro parity: Trace_ELBO with plates, subsampling, scale and mask") {
+  Trace_ELBO elbo;
+  check_elbo(elbo, everyday_model, everyday_guide, everyday_fixed(), "everyday_Trace_ELBO");
+  Trace_ELBO two(ELBOOptions().num_particles(2));
+  check_elbo(two, everyday_model, everyday_guide,
+             {{"z", {S(0.4), S(-1.0)}}, {"w", {T({-0.3, 1.2, 0.5}), T({0.1, 0.2, 0.3})}}},
+             "everyday_Trace_ELBO_2particles");
+}
+
+TEST_CASE("Pyro parity: TraceMeanField_ELBO with plates, subsampling, scale and mask") {
+  TraceMeanField_ELBO elbo;
+  check_elbo(elbo, everyday_model, everyday_guide, everyday_fixed(), "everyday_TraceMeanField_ELBO");
+}
+
+TEST_CASE("Pyro parity: tensor scale weights and a guide mask, Trace_ELBO and TraceMeanField_ELBO's KL") {
+  const std::map<std::string, std::vector<torch::Tensor>> fixed{{"z", {S(0.4)}}, {"w", {T({-0.3, 1.2, 0.5})}}};
+  Trace_ELBO tr;
+  check_elbo(tr, weighted_model, weighted_guide, fixed, "weighted_Trace_ELBO");
+  TraceMeanField_ELBO mf;
+  check_elbo(mf, weighted_model, weighted_guide, fixed, "weighted_TraceMeanField_ELBO");
+}
+
+TEST_CASE("Pyro parity: score-function surrogate; differentiable_loss's value is the loss") {
+  Trace_ELBO elbo;
+  check_elbo(elbo, sf_model, sf_guide, {{"c", {S(1.0)}}, {"z", {T({1.0, 0.0, 1.0})}}}, "score_function_Trace_ELBO");
+}
+
+TEST_CASE("Pyro parity: RenyiELBO / IWAE keep the plate shared by every model site apart") {
+  for (double alpha : {0.0, 0.5}) {
+    const std::string a = alpha == 0.0 ? "0.0" : "0.5";
+    RenyiELBO elbo(alpha, ELBOOptions().num_particles(3));
+    std::vector<torch::Tensor> nested;
+    for (const auto& e : REPS()) nested.push_back(e.reshape({3, 1}));
+    check_elbo(elbo, renyi_model, renyi_guide, {{"z", REPS()}}, "renyi_vae_alpha" + a);
+    check_elbo(elbo, renyi_nested_model, renyi_nested_guide, {{"z", nested}}, "renyi_nested_alpha" + a);
+    check_elbo(elbo, renyi_global_model, renyi_global_guide, {{"z", REPS()}, {"m", {S(0.5), S(-0.2), S(1.3)}}},
+               "renyi_global_alpha" + a);
+  }
+}
+
+// ------------------------------------------------------------- optimisers
+
+namespace {
+
+OptimizerPtr make_optimizer(const std::string& name, const nlohmann::json& kw) {
+  auto get = [&](const char* key, double def) { return kw.contains(key) ? kw.at(key).get<double>() : def; };
+  auto flag = [&](const char* key) { return kw.contains(key) && kw.at(key).get<bool>(); };
+  auto beta = [&](int i, double def) { return kw.contains("betas") ? kw.at("betas")[i].get<double>() : def; };
+  if (name.rfind("ClippedAdam", 0) == 0)
+    return std::make_shared<ClippedAdam>(ClippedAdamOptions()
+                                             .lr(get("lr", 1e-3))
+                                             .beta1(beta(0, 0.9))
+                                             .beta2(beta(1, 0.999))
+                                             .eps(get("eps", 1e-8))
+                                             .weight_decay(get("weight_decay", 0))
+                                             .clip_norm(get("clip_norm", 10.0))
+                                             .lrd(get("lrd", 1.0)));
+  if (name.rfind("Adam", 0) == 0)
+    return std::make_shared<Adam>(AdamOptions()
+                                      .lr(get("lr", 1e-3))
+                                      .beta1(beta(0, 0.9))
+                                      .beta2(beta(1, 0.999))
+                                      .eps(get("eps", 1e-8))
+                                      .weight_decay(get("weight_decay", 0))
+                                      .amsgrad(flag("amsgrad")));
+  if (name.rfind("SGD", 0) == 0)
+    return std::make_shared<SGD>(SGDOptions()
+                                     .lr(get("lr", 1e-2))
+                                     .momentum(get("momentum", 0))
+                                     .dampening(get("dampening", 0))
+                                     .weight_decay(get("weight_decay", 0))
+                                     .nesterov(flag("nesterov")));
+  if (name.rfind("RMSprop", 0) == 0)
+    return std::make_shared<RMSprop>(RMSpropOptions()
+                                         .lr(get("lr", 1e-2))
+                                         .alpha(get("alpha", 0.99))
+                                         .eps(get("eps", 1e-8))
+                                         .weight_decay(get("weight_decay", 0))
+                                         .momentum(get("momentum", 0))
+                                         .centered(flag("centered")));
+  if (name.rfind("Adagrad", 0) == 0)
+    return std::make_shared<Adagrad>(AdagradOptions()
+                                         .lr(get("lr", 1e-2))
+                                         .lr_decay(get("lr_decay", 0))
+                                         .weight_decay(get("weight_decay", 0))
+                                         .initial_accumulator_value(get("initial_accumulator_value", 0))
+                                         .eps(get("eps", 1e-10)));
+  throw std::runtime_error("no optimiser for fixture " + name);
+}
+
+}  // namespace
+
+TEST_CASE("Pyro parity: every optimiser's steps, a cleared store and a replaced param start fresh") {
+  // As optim_case in inference.py: fixed gradients; 'q' has none at some steps; after 4 steps
+  // the store is cleared and the params re-created, after 2 more 'p' is replaced.
+  const std::vector<torch::Tensor> grads{T({0.5, -1.5, 2.0}), T({-0.2, 30.0, 0.7}), T({1.0, 0.1, -25.0}),
+                                         T({0.3, -0.6, 0.05})};
+  for (const auto& [name, ref] : inference_case("optim").items()) {
+    SUBCASE(name.c_str()) {
+      ParamStore store;
+      ParamStoreScope scope(store);
+      auto optim = make_optimizer(name, ref.at("kwargs"));
+      std::vector<torch::Tensor> ps, qs;
+      auto step = [&](size_t i, bool q_grad) {
+        auto u = store.unconstrained("p"), v = store.unconstrained("q");
+        u.mutable_grad() = grads[i % grads.size()].clone();
+        v.mutable_grad() = q_grad ? (-grads[(i + 1) % grads.size()]).clone() : torch::Tensor();
+        optim->step({"p", "q"});
+        ps.push_back(store.unconstrained("p").detach().clone());
+        qs.push_back(store.unconstrained("q").detach().clone());
+        store.unconstrained("p").mutable_grad() = torch::Tensor();
+        store.unconstrained("q").mutable_grad() = torch::Tensor();
+      };
+      auto create = [&] {
+        param("p", T({0.1, 0.2, -0.3}));
+        param("q", T({1.0, -1.0, 0.5}));
+      };
+      create();
+      for (size_t i = 0; i < 4; ++i) step(i, i != 1);
+      store.clear();
+      create();
+      for (size_t i = 0; i < 2; ++i) step(i, true);
+      store.set("p", T({0.4, 0.4, 0.4}));
+      for (size_t i = 0; i < 2; ++i) step(i, i != 0);
+      check_close(torch::stack(ps), ref.at("p"), name + " p");
+      check_close(torch::stack(qs), ref.at("q"), name + " q");
+    }
+  }
+}
+
+// ------------------------------------------------------------- Predictive
+
+namespace {
+
+auto pred_model = [](const torch::Tensor& data) {
+  auto z = sample("z", Normal(S(0.0), S(1.0)));
+  sample("s", Normal(S(0.0), S(1.0)).expand({2})->to_event(1));
+  sample("y", dist::Delta(3 * z));
+  auto p = plate("data", 3);
+  auto w = sample("w", Normal(z, S(1.0)));
+  deterministic("d", 2 * w);
+  sample("x", Normal(w, S(1.0)), data);
+};
+
+auto pred_guide = [](const torch::Tensor&) {
+  sample("z", dist::Delta(S(0.3)));
+  sample("s", dist::Delta(T({0.1, -0.2}), /*event_dim=*/1));
+  auto p = plate("data", 3);
+  sample("w", dist::Delta(T({0.4, -0.6, 1.2})));
+};
+
+void check_sites(const ValueMap& ours, const nlohmann::json& ref, const std::string& what) {
+  std::vector<std::string> names, ref_names;
+  for (const auto& [n, v] : ours) names.push_back(n);
+  for (const auto& [n, v] : ref.items()) ref_names.push_back(n);
+  std::sort(names.begin(), names.end());
+  std::sort(ref_names.begin(), ref_names.end());
+  CHECK_MESSAGE(names == ref_names, what);
+  for (const auto& [n, v] : ref.items())
+    if (ours.count(n)) check_close(ours.at(n), v, what + " site " + n);
+}
+
+}  // namespace
+
+TEST_CASE("Pyro parity: Predictive returns every site with a guide, in Pyro's shapes") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto& ref = inference_case("predictive");
+  const auto data = T({0.5, -0.5, 1.0});
+  for (bool parallel : {false, true}) {
+    const std::string tag = parallel ? "parallel" : "sequential";
+    Predictive all(pred_model, pred_guide, PredictiveOptions().num_samples(2).parallel(parallel));
+    check_sites(all(data), ref.at("guide_" + tag), "guide_" + tag);
+    Predictive some(pred_model, pred_guide,
+                    PredictiveOptions().num_samples(2).parallel(parallel).return_sites({"z", "s", "d"}));
+    check_sites(some(data), ref.at("guide_return_sites_" + tag), "guide_return_sites_" + tag);
+    ValueMap samples{{"z", T({0.3, -0.1})},
+                     {"s", T({0.1, -0.2, 0.5, 0.0}).reshape({2, 2})},
+                     {"w", T({0.4, -0.6, 1.2, 0.0, 0.1, 0.2}).reshape({2, 3})}};
+    Predictive from_samples(pred_model, samples, PredictiveOptions().parallel(parallel));
+    check_sites(from_samples(data), ref.at("samples_" + tag), "samples_" + tag);
+  }
+}
+
+// ------------------------------------------------------------- TraceEnum_ELBO (scripts/pyro_fixtures/enum.py)
+
+namespace {
+
+InferConfig enumerate(const char* how) {
+  InferConfig c;
+  c.enumerate = how;
+  return c;
+}
+SampleOptions par() { return SampleOptions().infer(enumerate("parallel")); }
+
+torch::Tensor X6() { return T({0.3, -1.1, 2.0, 0.7, -0.2, 1.5}); }
+torch::Tensor X4() { return T({0.3, -1.1, 2.0, 0.7}); }
+
+auto mixture_model = [] {
+  auto locs = param("locs", T({-1.0, 0.5, 2.0}));
+  auto weights = param("weights", T({0.2, 0.5, 0.3}), constraints::positive());
+  auto k = sample("k", Bernoulli(S(0.4)));
+  auto mu = sample("mu", Normal(S(0.0), S(1.0)));
+  auto data = plate("data", 6, PlateOptions().subsample(torch::tensor({0, 2, 3, 5}, torch::kLong)));
+  auto z = sample("z", dist::Categorical(weights), par());
+  sample("x", Normal(locs.index({z}) + 0.5 * k + mu, S(0.8)), X6().index_select(0, data.indices()));
+};
+auto mixture_guide = [] {
+  auto p = param("k_logit", S(0.2));
+  sample("k", Bernoulli(dist::Logits{p}), par());
+  auto m = param("mu_loc", S(0.1));
+  sample("mu", Normal(m, S(0.5)));
+  auto data = plate("data", 6, PlateOptions().subsample(torch::tensor({0, 2, 3, 5}, torch::kLong)));
+};
+
+auto masked_model = [] {
+  auto locs = param("locs", T({-1.0, 0.5, 2.0}));
+  auto data = plate("data", 4);
+  auto mk = mask(torch::tensor({true, false, true, true}));
+  auto z = sample("z", dist::Categorical(T({0.2, 0.5, 0.3})), par());
+  sample("x", Normal(locs.index({z}), S(1.0)), X4());
+};
+auto empty_guide = [] {};
+
+auto zero_model = [] {
+  auto locs = param("locs", T({-1.0, 0.5, 2.0}));
+  auto c = sample("c", dist::Categorical(T({0.3, 0.3, 0.4})));
+  auto d = sample("d", dist::Categorical(dist::Logits{T({0.0, -INFINITY, 0.5})}), par());
+  auto data = plate("data", 4);
+  sample("x", Normal(locs.index({c}) + locs.index({d}), S(1.0)), X4());
+};
+auto zero_guide = [] {
+  auto q = param("q", T({0.3, -0.2}));
+  auto logits = torch::stack({q[0], S(-INFINITY), q[1]});
+  sample("c", dist::Categorical(dist::Logits{logits}), par());
+};
+
+auto seqplate_model = [] {
+  auto locs = param("locs", T({-1.0, 1.5}));
+  auto x = T({0.3, -1.1, 2.0, 0.7, -0.2, 1.5, 0.9, 0.1, 1.2, -0.4}).reshape({5, 2});
+  for (int64_t i : plate_range("data", 5, PlateOptions().subsample(torch::tensor({0, 2, 4}, torch::kLong)))) {
+    auto z = sample("z_" + std::to_string(i), Bernoulli(S(0.3)), par());
+    auto feat = plate("feat_" + std::to_string(i), 2);
+    sample("x_" + std::to_string(i), Normal(locs.index({z.to(torch::kLong)}), S(1.0)), x[i]);
+  }
+};
+
+auto crossed_model = [] {
+  auto mu_a = param("mu_a", T({-1.0, 0.5, 2.0}));
+  auto mu_b = param("mu_b", T({0.2, 1.1}));
+  torch::Tensor a, b;
+  {
+    auto pa = plate("A", 2, PlateOptions().dim(-1));
+    a = sample("a", dist::Categorical(T({0.2, 0.5, 0.3})), par());
+  }
+  {
+    auto pb = plate("B", 3, PlateOptions().dim(-2));
+    b = sample("b", Bernoulli(S(0.35)), par());
+  }
+  auto pa = plate("A", 2, PlateOptions().dim(-1));
+  auto pb = plate("B", 3, PlateOptions().dim(-2));
+  sample("x", Normal(mu_a.index({a}), S(1.0)), T({0.3, -1.1, 2.0, 0.7, -0.2, 1.5}).reshape({3, 2}));
+  sample("y", Normal(mu_b.index({b.to(torch::kLong)}), S(0.7)), T({1.3, 0.1, 0.0, -0.7, 0.8, 2.5}).reshape({3, 2}));
+};
+
+auto seqguide_model = [] {
+  auto locs = param("locs", T({-1.0, 0.5, 2.0}));
+  auto c = sample("c", dist::Categorical(T({0.3, 0.3, 0.4})));
+  auto data = plate("data", 5);
+  auto z = sample("z", Bernoulli(S(0.3)), par());
+  sample("x", Normal(locs.index({c}) + z, S(1.0)), T({0.3, -1.1, 2.0, 0.7, -0.2}));
+};
+auto seqguide_guide = [] {
+  auto q = param("q", T({0.3, -0.2, 0.1}));
+  sample("c", dist::Categorical(dist::Logits{q}), SampleOptions().infer(enumerate("sequential")));
+};
+
+void check_enum(ELBO& elbo, const std::function<void()>& model, const std::function<void()>& guide,
+                const std::map<std::string, std::vector<torch::Tensor>>& fixed, const std::string& name) {
+  const auto& ref = pyro_cases("enum").at(name);
+  INFO(name);
+  auto run = [&](auto&& body) {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{fixed, {}};
+    auto g = fix_draws(guide, draws);
+    auto m = model;
+    body(m, g, store);
+  };
+  run([&](auto& m, auto& g, ParamStore&) {
+    CHECK(elbo.loss(m, g) == doctest::Approx(ref.at("loss").get<double>()).epsilon(1e-9));
+  });
+  run([&](auto& m, auto& g, ParamStore& store) {
+    CHECK(elbo.loss_and_grads(m, g) == doctest::Approx(ref.at("loss_and_grads").get<double>()).epsilon(1e-9));
+    check_grads(store, ref.at("grads"), name + " loss_and_grads");
+  });
+  run([&](auto& m, auto& g, ParamStore& store) {
+    torch::Tensor dl = elbo.differentiable_loss(m, g);
+    CHECK(dl.item<double>() == doctest::Approx(ref.at("differentiable_loss").get<double>()).epsilon(1e-9));
+    dl.backward();
+    check_grads(store, ref.at("differentiable_grads"), name + " differentiable_loss");
+  });
+}
+
+}  // namespace
+
+TEST_CASE("Pyro parity: TraceEnum_ELBO, a mixture in a subsampled plate with guide enumeration and a Normal site") {
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+  check_enum(elbo, mixture_model, mixture_guide, {{"mu", {S(0.7)}}}, "mixture");
+  TraceEnum_ELBO two(ELBOOptions().max_plate_nesting(1).num_particles(2));
+  check_enum(two, mixture_model, mixture_guide, {{"mu", {S(0.7), S(-0.4)}}}, "mixture_2particles");
+}
+
+TEST_CASE("Pyro parity: TraceEnum_ELBO does not mask the prior of a model-enumerated site") {
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+  check_enum(elbo, masked_model, empty_guide, {}, "masked_prior");
+}
+
+TEST_CASE("Pyro parity: TraceEnum_ELBO drops enumerated values of probability 0") {
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+  check_enum(elbo, zero_model, zero_guide, {}, "zero_probability");
+}
+
+TEST_CASE("Pyro parity: TraceEnum_ELBO in a sequential plate") {
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+  check_enum(elbo, seqplate_model, empty_guide, {}, "sequential_plate");
+}
+
+TEST_CASE("Pyro parity: TraceEnum_ELBO contracts independent components in crossed plates separately") {
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(2));
+  check_enum(elbo, crossed_model, empty_guide, {}, "crossed_plates");
+}
+
+TEST_CASE("Pyro parity: TraceEnum_ELBO with sequential enumeration in the guide" * doctest::skip()) {
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+  check_enum(elbo, seqguide_model, seqguide_guide, {}, "sequential_guide");
+}
