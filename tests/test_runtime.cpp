@@ -492,3 +492,16 @@ TEST_CASE("model graph: nested and subsampled plates; subsample sites are not no
   CHECK(g.plate("outer").size == 6);
   CHECK(g.plate("inner").size == 2);
 }
+
+TEST_CASE("model graph: do_ cuts the intervened site's outgoing edges, condition does not") {
+  auto chain = [] {
+    auto a = sample("a", Normal(0., 1.));
+    auto b = sample("b", Normal(a, 1.));
+    sample("c", Normal(b * 2, 1.));
+  };
+  auto intervened = get_model_graph(do_(chain, {{"b", torch::tensor(3.0)}}));
+  CHECK(edge_set(intervened) == Edges{{"a", "b"}});
+  auto conditioned = get_model_graph(condition(chain, {{"b", torch::tensor(3.0)}}));
+  CHECK(edge_set(conditioned) == Edges{{"a", "b"}, {"b", "c"}});
+  CHECK(conditioned.node("b").is_observed);
+}
