@@ -75,6 +75,7 @@ class ProvenanceMessenger : public Messenger {
   }
 
   void postprocess(Message& msg) override {
+    if (msg.type == SiteType::sample && msg.infer.is_subsample) subsamples_[msg.name] = msg.value;
     if (!is_graph_site(msg)) return;
     if (index_.count(msg.name))
       throw RuntimeError(cat("model graph: sample site '", msg.name, "' is reached twice in one run"));
@@ -97,6 +98,8 @@ class ProvenanceMessenger : public Messenger {
   }
 
   std::vector<RecordedSite> take_sites() { return std::move(sites_); }
+  /// Each plate's subsample indices, so reruns see the same minibatch.
+  std::unordered_map<std::string, torch::Tensor> take_subsamples() { return std::move(subsamples_); }
 
  private:
   std::set<size_t> autograd_parents(const Message& msg) const {
@@ -124,6 +127,7 @@ class ProvenanceMessenger : public Messenger {
   std::unordered_map<std::string, size_t> index_;
   std::vector<torch::Tensor> leaves_;
   std::vector<size_t> leaf_site_;
+  std::unordered_map<std::string, torch::Tensor> subsamples_;
 };
 
 // Holds every recorded site at its recorded value except `target`, which takes
@@ -131,8 +135,9 @@ class ProvenanceMessenger : public Messenger {
 class HoldMessenger : public Messenger {
  public:
   HoldMessenger(const std::vector<RecordedSite>& sites, const std::unordered_map<std::string, size_t>& index,
-                size_t target, torch::Tensor alternative)
-      : sites_(sites), index_(index), target_(target), alternative_(std::move(alternative)) {
+                const std::unordered_map<std::string, torch::Tensor>& subsamples, size_t target,
+                torch::Tensor alternative)
+      : sites_(sites), index_(index), subsamples_(subsamples), target_(target), alternative_(std::move(alternative)) {
     enter();
   }
   ~HoldMessenger() override {
@@ -141,6 +146,14 @@ class HoldMessenger : public Messenger {
 
   void process(Message& msg) override {
     if (msg.type != SiteType::sample) return;
+    if (msg.infer.is_subsample) {
+      auto sub = subsamples_.find(msg.name);
+      if (sub != subsamples_.end()) {
+        msg.value = sub->second;
+        msg.done = true;
+      }
+      return;
+    }
     auto it = index_.find(msg.name);
     if (it == index_.end()) return;
     const auto& recorded = sites_[it->second];
@@ -162,6 +175,7 @@ class HoldMessenger : public Messenger {
  private:
   const std::vector<RecordedSite>& sites_;
   const std::unordered_map<std::string, size_t>& index_;
+  const std::unordered_map<std::string, torch::Tensor>& subsamples_;
   size_t target_;
   torch::Tensor alternative_;
   std::unordered_map<std::string, dist::DistPtr> fns_;
@@ -243,12 +257,14 @@ bool distribution_changed(const dist::DistPtr& reference, const std::vector<Prob
 
 ModelGraph trace_model_graph(const std::function<void()>& program, const ModelGraphOptions& options) {
   std::vector<RecordedSite> sites;
+  std::unordered_map<std::string, torch::Tensor> subsamples;
   {
     torch::AutoGradMode enable_grad(true);
     auto seeded = seed(options.seed());
     ProvenanceMessenger provenance;
     program();
     sites = provenance.take_sites();
+    subsamples = provenance.take_subsamples();
   }
   std::unordered_map<std::string, size_t> index;
   for (size_t i = 0; i < sites.size(); ++i) index.emplace(sites[i].name, i);
@@ -259,8 +275,18 @@ ModelGraph trace_model_graph(const std::function<void()>& program, const ModelGr
     // exactly the random numbers a perturbed run draws (held sites draw nothing).
     auto held_run = [&](size_t target, const torch::Tensor& alternative) {
       auto seeded = seed(options.seed());
-      HoldMessenger hold(sites, index, target, alternative);
-      program();
+      HoldMessenger hold(sites, index, subsamples, target, alternative);
+      if (target == sites.size()) {
+        program();
+      } else {
+        try {
+          program();
+        } catch (const Error& e) {
+          throw RuntimeError(cat("model graph: the program failed when sample site '", sites[target].name,
+                                 "' was set to another value of its distribution (perturbation check): ", e.what(),
+                                 " (ModelGraphOptions().perturb(false) keeps only the autograd pass)"));
+        }
+      }
       return hold.fns();
     };
     auto reference = held_run(sites.size(), torch::Tensor());

@@ -505,3 +505,15 @@ TEST_CASE("model graph: do_ cuts the intervened site's outgoing edges, condition
   CHECK(edge_set(conditioned) == Edges{{"a", "b"}, {"b", "c"}});
   CHECK(conditioned.node("b").is_observed);
 }
+
+TEST_CASE("model graph: a program that rejects a perturbed value fails with an error naming the site") {
+  auto model = [] {
+    auto b = sample("b", Bernoulli(torch::tensor(0.0)));  // always 0; the check tries 1
+    if (b.item<double>() == 1.0) throw ValueError("this program needs b = 0");
+    sample("c", Normal(b, 1.));
+  };
+  auto message = error_of([&] { get_model_graph(model); });
+  CHECK(message.find("sample site 'b' was set to another value") != std::string::npos);
+  CHECK(message.find("this program needs b = 0") != std::string::npos);
+  CHECK(edge_set(trace_model_graph(model, ModelGraphOptions().perturb(false))) == Edges{{"b", "c"}});
+}

@@ -417,6 +417,7 @@ TEST_CASE("model graph: DOT text with plate clusters, grey observed nodes, edges
   auto g = confounded_graph();
   CHECK(model_graph_dot(g) ==
         "digraph {\n"
+        "  ordering=in;\n"
         "  \"u\" [label=\"u\" shape=ellipse style=filled fillcolor=white];\n"
         "  subgraph \"cluster_data\" {\n"
         "    label=\"data (size 5)\" labeljust=r labelloc=b;\n"
@@ -452,6 +453,7 @@ TEST_CASE("model graph: nested plates nest as clusters; deterministic sites are 
   auto dot = model_graph_dot(get_model_graph(model));
   CHECK(dot ==
         "digraph {\n"
+        "  ordering=in;\n"
         "  subgraph \"cluster_outer\" {\n"
         "    label=\"outer (size 3)\" labeljust=r labelloc=b;\n"
         "    \"a \\\"quoted\\\"\" [label=\"a \\\"quoted\\\"\" shape=ellipse style=filled fillcolor=white];\n"

@@ -91,6 +91,7 @@ std::string model_graph_dot(const ModelGraph& graph, const RenderModelOptions& o
   }
   std::ostringstream out;
   out << "digraph {\n";
+  out << "  ordering=in;\n";  // parents left to right in program order
   emit(root, graph, 1, out);
   for (const auto& [parent, child] : graph.edges()) out << "  " << quoted(parent) << " -> " << quoted(child) << ";\n";
   if (options.render_distributions()) {
