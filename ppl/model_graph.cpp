@@ -212,9 +212,10 @@ std::vector<torch::Tensor> alternatives(const RecordedSite& site, const ModelGra
   return out;
 }
 
+// Equal up to float rounding (non-deterministic GPU reductions), infinities and NaNs included.
 bool same_values(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.sizes() != b.sizes()) return false;
-  return (a.eq(b) | (a.isnan() & b.isnan())).all().item<bool>();
+  return torch::isclose(a, b, /*rtol=*/1e-5, /*atol=*/1e-8, /*equal_nan=*/true).all().item<bool>();
 }
 
 // Points at which a site's distribution is compared across runs, with their base log-densities.

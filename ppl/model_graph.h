@@ -19,12 +19,13 @@
 ///    non-differentiable uses of floats (comparisons, `.item()`, indexing by a value).
 /// 2. **Perturbation.** For each site S, the model reruns under the same seed with every
 ///    other site held at its recorded value and S set to another value (each value of an
-///    enumerable support up to `max_support`, else `draws` fresh draws from S's
-///    distribution and the value's mirror image -value where it is in the support); a later site whose distribution changes (its log-density at its
-///    recorded value, at a fresh draw, or over its enumerable support, or its shape) depends
-///    on S. This sees discrete and non-differentiable dependencies, but only those the
-///    tried values exercise: a child that reacts to S only on a region no tried value
-///    reaches is missed.
+///    enumerable support up to `max_support`, else `draws` fresh draws from S's distribution
+///    and the mirror image -value where it lies in the support); a later site whose
+///    distribution changes (its type or shape, or its log-density beyond float rounding at
+///    its recorded value, at a fresh draw, or over its enumerable support) depends on S.
+///    This sees discrete and non-differentiable dependencies, but only those the tried
+///    values exercise: a child that reacts to S only on a region no tried value reaches is
+///    missed.
 ///
 /// Edges are direct dependencies: with every other site held fixed, a site depends on S
 /// only if S's value reaches its distribution without passing through another site
@@ -43,6 +44,7 @@ namespace ember {
 
 /// One sample site of the model, in the order the program reached it.
 struct ModelGraphNode {
+  /// The site's name.
   std::string name;
   /// Name of the site's distribution with Independent/Masked wrappers removed, e.g. "Normal".
   std::string distribution;
@@ -58,6 +60,7 @@ struct ModelGraphNode {
 
 /// One plate of the model.
 struct ModelGraphPlate {
+  /// The plate's name.
   std::string name;
   /// Full size of the plate (before subsampling).
   int64_t size = 0;
