@@ -20,6 +20,7 @@
 #include "ppl/lift.h"
 #include "ppl/message.h"
 #include "ppl/messenger.h"
+#include "ppl/model_graph.h"
 #include "ppl/param_store.h"
 #include "ppl/plate.h"
 #include "ppl/primitives.h"

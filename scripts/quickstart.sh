@@ -16,11 +16,14 @@ case "$mode" in main|test|build) ;; *) echo "usage: $0 main|test|build" >&2; exi
 # Runtime and build dependencies, all from Debian's archive.
 # libopenblas0-pthread: Debian's libtorch calls the generic libblas.so.3, which is the
 # slow reference BLAS unless OpenBLAS is installed (one VAE epoch: 8.07 s -> 0.49 s).
+# libgraphviz-dev: model DAGs (viz/model_graph.h); libgvc6 carries Graphviz's dot layout and
+# PNG renderer plugins, fonts-dejavu-core a font for their labels.
 packages=(
   build-essential cmake ccache pkg-config
   libtorch-dev libopenblas0-pthread
   libboost-dev doctest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   libpng-dev libstb-dev libplplot-dev plplot-driver-cairo libzip-dev libfreetype-dev
+  libgraphviz-dev libgvc6 fonts-dejavu-core
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -5,10 +5,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "examples/causal_vae/causal_vae.h"
 #include "inference/elbo.h"
 #include "io/state_dict.h"
+#include "viz/model_graph.h"
 
 using namespace ember;
 using causal_vae::CausalVAE;
@@ -287,4 +289,46 @@ TEST_CASE("causal-vae: import-weights accepts the book's state_dict and refuses 
   CHECK(no.rc != 0);
   CHECK(no.output.find("fc1.weight") != std::string::npos);
   CHECK_FALSE(fs::exists(bad + "/checkpoint.ember"));
+}
+
+// ------------------------------------------------------------------ the model's DAG
+
+TEST_CASE("causal VAE DAG: exactly {Z, digit, is_handwritten} -> img inside plate data, read from the program") {
+  CausalVAE vae(small_config());
+  auto batch = random_batch(3);
+  auto graph = get_model_graph([&] { vae.training_model(batch); });
+  auto edges = graph.edges();
+  CHECK(std::set<std::pair<std::string, std::string>>(edges.begin(), edges.end()) ==
+        std::set<std::pair<std::string, std::string>>{{"Z", "img"}, {"digit", "img"}, {"is_handwritten", "img"}});
+  CHECK(edges.size() == 3);
+  REQUIRE(graph.nodes.size() == 4);
+  for (const auto& n : graph.nodes) CHECK(n.plates == std::vector<std::string>{"data"});
+  REQUIRE(graph.plates.size() == 1);
+  CHECK(graph.plate("data").size == 3);
+  CHECK_FALSE(graph.node("Z").is_observed);
+  CHECK(graph.node("digit").is_observed);
+  CHECK(graph.node("is_handwritten").is_observed);
+  CHECK(graph.node("img").is_observed);
+  CHECK(graph.node("Z").distribution == "Normal");
+  CHECK(graph.node("digit").distribution == "OneHotCategorical");
+  CHECK(graph.node("img").distribution == "Bernoulli");
+
+  auto dot = viz::model_graph_dot(graph);
+  for (const char* e : {"\"Z\" -> \"img\";", "\"digit\" -> \"img\";", "\"is_handwritten\" -> \"img\";",
+                        "subgraph \"cluster_data\" {", "label=\"data (size 3)\""})
+    CHECK_MESSAGE(dot.find(e) != std::string::npos, e, " not in\n", dot);
+}
+
+TEST_CASE("causal-vae render writes the plate diagram as PNG and DOT and prints the text form") {
+  auto dir = fresh_dir("render");
+  auto c = run("render --batch-size 5 --out " + dir + "/model");
+  REQUIRE_MESSAGE(c.rc == 0, c.output);
+  CHECK(c.output.find("img ~ Bernoulli (observed) <- Z, digit, is_handwritten") != std::string::npos);
+  CHECK(c.output.find("data (size 5): Z, digit, is_handwritten, img") != std::string::npos);
+  auto png = slurp(dir + "/model.png");
+  REQUIRE(png.size() > 1000);
+  CHECK(png.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+  auto dot = slurp(dir + "/model.dot");
+  CHECK(dot.find("\"is_handwritten\" -> \"img\";") != std::string::npos);
+  CHECK(dot.find("img ~ Bernoulli\\l") != std::string::npos);
 }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <set>
 
 #include "inference/elbo.h"
 #include "ppl/ppl.h"
@@ -365,4 +366,154 @@ TEST_CASE("sequential and vectorised plates give the same Trace_ELBO") {
   torch::manual_seed(9);
   const double b = elbo.loss(sequential, guide, data);
   CHECK(a == doctest::Approx(b).epsilon(1e-6));
+}
+
+// ---------------------------------------------------------------- the model's DAG
+
+namespace {
+
+using Edges = std::set<std::pair<std::string, std::string>>;
+
+Edges edge_set(const ModelGraph& g) {
+  auto e = g.edges();
+  return Edges(e.begin(), e.end());
+}
+
+}  // namespace
+
+TEST_CASE("model graph: a chain has only the direct edges a -> b -> c") {
+  auto chain = [] {
+    auto a = sample("a", Normal(0., 1.));
+    auto b = sample("b", Normal(a, 1.));
+    sample("c", Normal(b * 2, 1.));
+  };
+  for (bool perturb : {true, false}) {
+    auto g = trace_model_graph(chain, ModelGraphOptions().perturb(perturb));
+    CHECK(edge_set(g) == Edges{{"a", "b"}, {"b", "c"}});
+    REQUIRE(g.nodes.size() == 3);
+    CHECK(g.nodes[0].name == "a");
+    CHECK(g.nodes[2].distribution == "Normal");
+    CHECK_FALSE(g.nodes[2].is_observed);
+    CHECK(g.plates.empty());
+  }
+}
+
+TEST_CASE("model graph: a collider, with distribution names as Pyro prints them") {
+  auto collider = [] {
+    auto a = sample("a", Normal(0., 1.));
+    auto b = sample("b", dist::LogNormal(0., 1.));
+    sample("c", Normal(a, b).to_event(0), torch::tensor(0.3));
+  };
+  auto g = get_model_graph(collider);
+  CHECK(edge_set(g) == Edges{{"a", "c"}, {"b", "c"}});
+  CHECK(g.node("b").distribution == "LogNormal");
+  CHECK(g.node("c").distribution == "Normal");  // Independent unwrapped
+  CHECK(g.node("c").is_observed);
+  CHECK(g.node("c").parents == std::vector<std::string>{"a", "b"});
+}
+
+TEST_CASE("model graph: a confounded model with a plate records plates, sizes and observations") {
+  auto confounded = [](const torch::Tensor& y) {
+    auto u = sample("u", Normal(0., 1.));
+    auto data = plate("data", y.size(0));
+    auto x = sample("x", Normal(u, 1.));
+    sample("y", Normal(u + 2 * x, 1.), y);
+  };
+  auto g = get_model_graph(confounded, torch::zeros({5}));
+  CHECK(edge_set(g) == Edges{{"u", "x"}, {"u", "y"}, {"x", "y"}});
+  CHECK(g.node("u").plates.empty());
+  CHECK(g.node("x").plates == std::vector<std::string>{"data"});
+  CHECK(g.node("y").plates == std::vector<std::string>{"data"});
+  CHECK(g.node("y").is_observed);
+  CHECK_FALSE(g.node("x").is_observed);
+  REQUIRE(g.plates.size() == 1);
+  CHECK(g.plate("data").size == 5);
+  CHECK(error_of([&] { g.node("w"); }).find("no sample site named 'w'; the model has u, x, y") != std::string::npos);
+}
+
+TEST_CASE("model graph: discrete parents used as indices and masks are found by perturbation, not autograd") {
+  auto table = torch::tensor({-2.0, 0.0, 3.0});
+  auto model = [&] {
+    auto k = sample("k", dist::Categorical(torch::tensor({0.2, 0.3, 0.5})));  // integer: no autograd
+    auto z = sample("z", Bernoulli(torch::tensor(0.3)));                     // float 0/1, used as a bool
+    auto x = sample("x", Normal(0., 1.));                                    // continuous, used as a threshold
+    sample("w", Normal(table.index_select(0, k.reshape({1})).squeeze(0), 1.));
+    sample("v", Normal(torch::where(z.to(torch::kBool), torch::tensor(1.0), torch::tensor(-1.0)), 1.));
+    sample("t", Bernoulli(torch::where(x > 0, torch::tensor(0.9), torch::tensor(0.1))));
+    sample("s", Normal(x * 0 + 1, 1.));  // the path exists in the graph: an edge, as in Pyro
+  };
+  auto g = trace_model_graph(model);
+  CHECK(edge_set(g) == Edges{{"k", "w"}, {"z", "v"}, {"x", "t"}, {"x", "s"}});
+  // Autograd alone sees only arithmetic on floats.
+  auto autograd_only = trace_model_graph(model, ModelGraphOptions().perturb(false));
+  CHECK(edge_set(autograd_only) == Edges{{"x", "s"}});
+}
+
+TEST_CASE("model graph: a site that depends on an observed site") {
+  auto model = [] {
+    auto o = sample("o", Normal(0., 1.), torch::tensor(0.5));
+    auto p = sample("p", Normal(o * 2, 1.));
+    sample("q", Normal(p, 1.), torch::tensor(1.0));
+  };
+  auto g = get_model_graph(model);
+  CHECK(edge_set(g) == Edges{{"o", "p"}, {"p", "q"}});
+  CHECK(g.node("o").is_observed);
+  CHECK(g.node("q").is_observed);
+}
+
+TEST_CASE("model graph: a deterministic site sits between its inputs and its users") {
+  auto model = [] {
+    auto a = sample("a", Normal(0., 1.));
+    auto b = sample("b", Normal(0., 1.));
+    auto d = deterministic("d", a + b);
+    sample("c", Normal(d, 1.));
+  };
+  for (bool perturb : {true, false}) {
+    auto g = trace_model_graph(model, ModelGraphOptions().perturb(perturb));
+    CHECK(edge_set(g) == Edges{{"a", "d"}, {"b", "d"}, {"d", "c"}});
+    CHECK(g.node("d").is_deterministic);
+    CHECK_FALSE(g.node("d").is_observed);
+    CHECK(g.node("d").distribution == "Delta");
+  }
+}
+
+TEST_CASE("model graph: nested and subsampled plates; subsample sites are not nodes") {
+  auto model = [] {
+    auto g = sample("g", Normal(0., 1.));
+    auto outer = plate("outer", 6, PlateOptions().subsample_size(3));
+    auto h = sample("h", Normal(g, 1.));
+    auto inner = plate("inner", 2);
+    sample("y", Normal(h, 1.), torch::zeros({2, 3}));
+  };
+  auto g = get_model_graph(model);
+  CHECK(edge_set(g) == Edges{{"g", "h"}, {"h", "y"}});
+  REQUIRE(g.nodes.size() == 3);
+  CHECK(g.node("y").plates == std::vector<std::string>{"outer", "inner"});
+  CHECK(g.plate("outer").size == 6);
+  CHECK(g.plate("inner").size == 2);
+}
+
+TEST_CASE("model graph: do_ cuts the intervened site's outgoing edges, condition does not") {
+  auto chain = [] {
+    auto a = sample("a", Normal(0., 1.));
+    auto b = sample("b", Normal(a, 1.));
+    sample("c", Normal(b * 2, 1.));
+  };
+  auto intervened = get_model_graph(do_(chain, {{"b", torch::tensor(3.0)}}));
+  CHECK(edge_set(intervened) == Edges{{"a", "b"}});
+  auto conditioned = get_model_graph(condition(chain, {{"b", torch::tensor(3.0)}}));
+  CHECK(edge_set(conditioned) == Edges{{"a", "b"}, {"b", "c"}});
+  CHECK(conditioned.node("b").is_observed);
+}
+
+TEST_CASE("model graph: a program that rejects a perturbed value fails with an error naming the site") {
+  auto model = [] {
+    auto b = sample("b", Bernoulli(torch::tensor(0.0)));  // always 0; the check tries 1
+    if (b.item<double>() == 1.0) throw ValueError("this program needs b = 0");
+    sample("c", Normal(b, 1.));
+  };
+  auto message = error_of([&] { get_model_graph(model); });
+  CHECK(message.find("sample site 'b' was set to another value") != std::string::npos);
+  CHECK(message.find("this program needs b = 0") != std::string::npos);
+  CHECK(edge_set(trace_model_graph(model, ModelGraphOptions().perturb(false))) == Edges{{"b", "c"}});
 }

@@ -1,4 +1,4 @@
-// viz: image grids (PNG), line plots (PLplot pngcairo), progress bars.
+// viz: image grids (PNG), line plots (PLplot pngcairo), progress bars, model DAGs (Graphviz).
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "ppl/error.h"
+#include "ppl/ppl.h"
 #include "viz/image_grid.h"
+#include "viz/model_graph.h"
 #include "viz/plot.h"
 #include "viz/progress.h"
 
@@ -392,4 +394,100 @@ TEST_CASE("progress: errors and durations") {
   CHECK(format_duration(3725) == "1:02:05");
   CHECK(format_duration(-1) == "?");
   CHECK(format_duration(NAN) == "?");
+}
+
+// ---------------------------------------------------------------- model DAGs
+
+namespace {
+
+// u confounds x and y; y is observed; x and y live in plate "data".
+ModelGraph confounded_graph() {
+  auto model = [](const torch::Tensor& y) {
+    auto u = sample("u", dist::Normal(0., 1.));
+    auto data = plate("data", y.size(0));
+    auto x = sample("x", dist::Normal(u, 1.));
+    sample("y", dist::Normal(u + 2 * x, 1.), y);
+  };
+  return get_model_graph(model, torch::zeros({5}));
+}
+
+}  // namespace
+
+TEST_CASE("model graph: DOT text with plate clusters, grey observed nodes, edges, distributions") {
+  auto g = confounded_graph();
+  CHECK(model_graph_dot(g) ==
+        "digraph {\n"
+        "  ordering=in;\n"
+        "  \"u\" [label=\"u\" shape=ellipse style=filled fillcolor=white];\n"
+        "  subgraph \"cluster_data\" {\n"
+        "    label=\"data (size 5)\" labeljust=r labelloc=b;\n"
+        "    \"x\" [label=\"x\" shape=ellipse style=filled fillcolor=white];\n"
+        "    \"y\" [label=\"y\" shape=ellipse style=filled fillcolor=gray];\n"
+        "  }\n"
+        "  \"u\" -> \"x\";\n"
+        "  \"u\" -> \"y\";\n"
+        "  \"x\" -> \"y\";\n"
+        "}\n");
+  auto with_dists = model_graph_dot(g, RenderModelOptions().render_distributions(true));
+  CHECK(with_dists.find("\"distribution_description_node\" [label=\"u ~ Normal\\lx ~ Normal\\ly ~ Normal\\l\" "
+                        "shape=plaintext];") != std::string::npos);
+}
+
+TEST_CASE("model graph: text form") {
+  CHECK(model_graph_text(confounded_graph()) ==
+        "plates:\n"
+        "  data (size 5): x, y\n"
+        "sites:\n"
+        "  u ~ Normal\n"
+        "  x ~ Normal <- u\n"
+        "  y ~ Normal (observed) <- u, x\n");
+}
+
+TEST_CASE("model graph: nested plates nest as clusters; deterministic sites are dashed; names are quoted") {
+  auto model = [] {
+    auto outer = plate("outer", 3);
+    auto a = sample("a \"quoted\"", dist::Normal(0., 1.));
+    auto inner = plate("inner", 2);
+    deterministic("d", a * 2);
+  };
+  auto dot = model_graph_dot(get_model_graph(model));
+  CHECK(dot ==
+        "digraph {\n"
+        "  ordering=in;\n"
+        "  subgraph \"cluster_outer\" {\n"
+        "    label=\"outer (size 3)\" labeljust=r labelloc=b;\n"
+        "    \"a \\\"quoted\\\"\" [label=\"a \\\"quoted\\\"\" shape=ellipse style=filled fillcolor=white];\n"
+        "    subgraph \"cluster_outer_inner\" {\n"
+        "      label=\"inner (size 2)\" labeljust=r labelloc=b;\n"
+        "      \"d\" [label=\"d\" shape=ellipse style=\"filled,dashed\" fillcolor=white];\n"
+        "    }\n"
+        "  }\n"
+        "  \"a \\\"quoted\\\"\" -> \"d\";\n"
+        "}\n");
+}
+
+TEST_CASE("model graph: PNG through Graphviz is a decodable picture with the grey observed node") {
+  auto path = out_path("confounded.png");
+  std::filesystem::remove(path);
+  write_model_graph_png(confounded_graph(), path, RenderModelOptions().render_distributions(true));
+  REQUIRE(std::filesystem::file_size(path) > 0);
+  auto png = decode_file(path);
+  CHECK(png.width > 50);
+  CHECK(png.height > 100);  // three ranks: u, x, y
+  int grey = 0;             // Graphviz's "gray" is #c0c0c0
+  for (int y = 0; y < png.height; ++y)
+    for (int x = 0; x < png.width; ++x) {
+      const unsigned char* p = png.at(x, y);
+      if (p[0] == 192 && p[1] == 192 && p[2] == 192) ++grey;
+    }
+  CHECK(grey > 100);
+
+  auto dot_path = out_path("confounded.dot");
+  write_model_graph_dot(confounded_graph(), dot_path);
+  std::ifstream in(dot_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str() == model_graph_dot(confounded_graph()));
+  CHECK(error_of([&] { write_model_graph_png(confounded_graph(), "/nonexistent-dir/x.png"); }).find("x.png") !=
+        std::string::npos);
 }

@@ -15,6 +15,7 @@
 #include "inference/svi.h"
 #include "io/state_dict.h"
 #include "viz/image_grid.h"
+#include "viz/model_graph.h"
 #include "viz/plot.h"
 #include "viz/progress.h"
 
@@ -290,6 +291,23 @@ int generate(const RunOptions& o, int64_t per_cell, uint64_t seed) {
   return 0;
 }
 
+// The chapter's plate diagram (figure 5.9), read from training_model by running it on a
+// minibatch of grey images with alternating labels: weights and pixel values do not change the
+// DAG, so no run directory or data is needed.
+int render(const std::string& prefix, int64_t batch_size) {
+  CausalVAE vae(causal_vae::Config{});
+  auto labels = torch::arange(batch_size);
+  causal_vae::Batch units{torch::full({batch_size, 784}, 0.5), torch::one_hot(labels % 10, 10).to(torch::kFloat),
+                          (labels % 2).to(torch::kFloat).unsqueeze(1)};
+  auto graph = get_model_graph([&] { vae.training_model(units); });
+  auto options = viz::RenderModelOptions().render_distributions(true);
+  if (fs::path(prefix).has_parent_path()) fs::create_directories(fs::path(prefix).parent_path());
+  viz::write_model_graph_dot(graph, prefix + ".dot", options);
+  viz::write_model_graph_png(graph, prefix + ".png", options);
+  std::cout << viz::model_graph_text(graph) << "wrote " << prefix << ".png and " << prefix << ".dot\n";
+  return 0;
+}
+
 int intervene(const RunOptions& o, int64_t digit, int64_t handwritten, int64_t count, uint64_t seed) {
   auto r = load_run(o);
   auto seeded = ember::seed(seed);
@@ -472,6 +490,15 @@ int main(int argc, char** argv) {
   judge_cmd->add_option("--counterfactuals", judge_opts.counterfactuals, "test images to flip")->capture_default_str();
   judge_cmd->add_option("--seed", judge_opts.seed, "seed of the classifier and the draws")->capture_default_str();
 
+  std::string render_prefix = "causal-vae-model";
+  int64_t render_batch = 256;
+  auto* render_cmd = app.add_subcommand("render", "draw the model's DAG (figure 5.9) from the model code: PNG, DOT and text");
+  render_cmd->add_option("--out", render_prefix, "output path without extension (writes .png and .dot)")
+      ->capture_default_str();
+  render_cmd->add_option("--batch-size", render_batch, "size of plate 'data' in the run that is drawn")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   causal_vae::TrainConfig import_cfg;
   std::string import_sd, import_enc, import_dec, import_out = "runs/imported", ilik = "bernoulli", ilab = "indicator";
   auto* import_cmd = app.add_subcommand("import-weights", "load encoder/decoder weights saved with torch.save(state_dict)");
@@ -498,6 +525,7 @@ int main(int argc, char** argv) {
     if (*int_cmd) return intervene(int_o, digit, handwritten, count, seed);
     if (*cf_cmd) return counterfactual(cf_o, indices, set_style, set_digit, abduction, cf_samples, cf_seed);
     if (*judge_cmd) return judge(judge_o, judge_opts);
+    if (*render_cmd) return render(render_prefix, render_batch);
     if (*import_cmd) {
       import_cfg.model.likelihood = causal_vae::likelihood_from_string(ilik);
       import_cfg.model.label_encoding = causal_vae::label_encoding_from_string(ilab);
