@@ -49,13 +49,6 @@ void apply_threads(int64_t threads) {
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
 }
 
-data::DigitDataset open_dataset(const std::string& spec, uint64_t seed, torch::Device device) {
-  data::DatasetOptions o;
-  o.seed = seed;
-  o.device = device;
-  return data::DigitDataset(causal_vae::load_digits(spec), o);
-}
-
 // Positions in the test split -> a model batch.
 causal_vae::Batch test_examples(const data::DigitDataset& ds, const std::vector<int64_t>& positions) {
   const auto& rows = ds.rows(data::Split::Test);
@@ -161,7 +154,8 @@ int train(TrainOptions& o) {
   const auto device = parse_device(o.data.device);
   run.create();
 
-  auto ds = open_dataset(cfg.data, cfg.seed, device);
+  auto ds = causal_vae::open_dataset(cfg, device);
+  std::cout << causal_vae::describe_data(cfg, ds) << std::endl;
   torch::manual_seed(cfg.seed);
   clear_param_store();
   CausalVAE vae(cfg.model, device);
@@ -262,7 +256,7 @@ std::string out_or(const RunOptions& o, const std::string& name) {
 
 int evaluate(const RunOptions& o, int64_t k) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   torch::manual_seed(r.cfg.seed);
   auto result = causal_vae::evaluate(*r.vae, ds, k);
   const auto path = out_or(o, "evaluation.json");
@@ -273,7 +267,7 @@ int evaluate(const RunOptions& o, int64_t k) {
 
 int reconstruct(const RunOptions& o, int64_t count) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   const auto path = out_or(o, "reconstructions.png");
   write_reconstructions(*r.vae, test_examples(ds, first_n(count)), path, 8);
   std::cout << "wrote " << path << " (test images, reconstructions below)\n";
@@ -304,7 +298,7 @@ int intervene(const RunOptions& o, int64_t digit, int64_t handwritten, int64_t c
 
 int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std::string& set_style, int64_t set_digit) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   auto b = test_examples(ds, indices);
   torch::NoGradGuard no_grad;
   // Column 0: the observed image; column 1: its reconstruction (factual, same Z); then the
@@ -330,7 +324,7 @@ int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std:
 
 int judge(const RunOptions& o, causal_vae::JudgeOptions jo) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   auto report = causal_vae::judge(*r.vae, ds, jo);
   const auto path = out_or(o, "judge.json");
   write_file_atomic(path, report.dump(2) + "\n");
@@ -343,23 +337,15 @@ int judge(const RunOptions& o, causal_vae::JudgeOptions jo) {
   return 0;
 }
 
-int import_weights(const std::string& state_dict, const std::string& encoder_file, const std::string& decoder_file,
-                   causal_vae::TrainConfig cfg, const std::string& out) {
+int import_weights(const causal_vae::ImportOptions& io_options, causal_vae::TrainConfig cfg, const std::string& out) {
   causal_vae::RunDir run(out);
   if (run.has_checkpoint())
     throw ValueError(cat("--out ", out, " already holds a run (", run.checkpoint(), "); choose another --out"));
   clear_param_store();
-  CausalVAE vae(cfg.model);
-  if (!state_dict.empty()) {
-    io::load_state_dict_into(*vae.encoder(), state_dict, io::LoadStateDictOptions().prefix("encoder."));
-    io::load_state_dict_into(*vae.decoder(), state_dict, io::LoadStateDictOptions().prefix("decoder."));
-  } else {
-    if (encoder_file.empty() || decoder_file.empty())
-      throw ValueError("import-weights needs --state-dict, or both --encoder and --decoder");
-    io::load_state_dict_into(*vae.encoder(), encoder_file);
-    io::load_state_dict_into(*vae.decoder(), decoder_file);
-  }
-  vae.register_modules();
+  auto imported = causal_vae::import_weights(io_options, cfg.model);
+  for (const auto& note : imported.notes) std::cout << note << "\n";
+  cfg.model = imported.config;
+  imported.vae->register_modules();
   run.create();
   run.write_config(cfg);
   infer::Adam fresh(infer::AdamOptions().lr(cfg.lr));
@@ -397,6 +383,12 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--batch-size", train_o.train.batch_size, "minibatch size")->capture_default_str();
   train_cmd->add_option("--lr", train_o.train.lr, "Adam learning rate")->capture_default_str();
   train_cmd->add_option("--seed", train_o.train.seed, "seed of the split, the data order and the initialisation")
+      ->capture_default_str();
+  std::string split, balance = "none";
+  train_cmd->add_option("--split", split, "book (random_split 80/20 with seed 42, as the book; default for a CSV) or stratified (default otherwise)")
+      ->check(CLI::IsMember({"book", "stratified"}));
+  train_cmd->add_option("--balance", balance, "none (every image each epoch, as the book) or styles (subsample the larger style each epoch)")
+      ->check(CLI::IsMember({"none", "styles"}))
       ->capture_default_str();
   train_cmd->add_option("--test-every", train_o.train.test_every, "epochs between test evaluations and pictures")
       ->check(CLI::PositiveNumber)
@@ -448,11 +440,17 @@ int main(int argc, char** argv) {
 
   causal_vae::TrainConfig import_cfg;
   std::string import_sd, import_enc, import_dec, import_out = "runs/imported", ilik = "bernoulli", ilab = "indicator";
-  auto* import_cmd = app.add_subcommand("import-weights", "load encoder/decoder weights saved with torch.save(state_dict)");
+  std::vector<std::string> import_key_map;
+  auto* import_cmd = app.add_subcommand(
+      "import-weights",
+      "load encoder/decoder weights saved with torch.save(state_dict); label encoding and sizes are read off the shapes "
+      "unless given");
   import_cmd->add_option("--state-dict", import_sd, "state_dict of the whole VAE (keys encoder.fc1.weight, decoder.fc1.weight, ...)")
       ->check(CLI::ExistingFile);
   import_cmd->add_option("--encoder", import_enc, "state_dict of the encoder (fc1, fc21, fc22)")->check(CLI::ExistingFile);
-  import_cmd->add_option("--decoder", import_dec, "state_dict of the decoder (fc1, fc2)")->check(CLI::ExistingFile);
+  import_cmd->add_option("--decoder", import_dec, "state_dict of the decoder (fc1, fc2; fc21 as in the book's published weights)")
+      ->check(CLI::ExistingFile);
+  import_cmd->add_option("--key-map", import_key_map, "rename a layer of the files: <encoder|decoder>.<file layer>=<layer>, e.g. decoder.out=fc2");
   import_cmd->add_option("--out", import_out, "run directory to create")->capture_default_str();
   add_model_options(import_cmd, import_cfg, ilik, ilab);
 
@@ -462,6 +460,8 @@ int main(int argc, char** argv) {
       train_o.train.model.likelihood = causal_vae::likelihood_from_string(likelihood);
       train_o.train.model.label_encoding = causal_vae::label_encoding_from_string(labels);
       train_o.train.data = train_o.data.data;
+      train_o.train.split = split.empty() ? causal_vae::default_split(train_o.data.data) : data::split_method_from_string(split);
+      train_o.train.balance = data::balance_from_string(balance);
       for (const auto* opt : train_cmd->get_options())
         if (opt->count() > 0 && !opt->get_lnames().empty()) train_o.given.push_back("--" + opt->get_lnames()[0]);
       return train(train_o);
@@ -474,8 +474,12 @@ int main(int argc, char** argv) {
     if (*judge_cmd) return judge(judge_o, judge_opts);
     if (*import_cmd) {
       import_cfg.model.likelihood = causal_vae::likelihood_from_string(ilik);
-      import_cfg.model.label_encoding = causal_vae::label_encoding_from_string(ilab);
-      return import_weights(import_sd, import_enc, import_dec, import_cfg, import_out);
+      causal_vae::ImportOptions io_options;
+      io_options.state_dict(import_sd).encoder(import_enc).decoder(import_dec).key_map(import_key_map);
+      if (import_cmd->count("--label-encoding")) io_options.label_encoding(causal_vae::label_encoding_from_string(ilab));
+      if (import_cmd->count("--z-dim")) io_options.z_dim(import_cfg.model.z_dim);
+      if (import_cmd->count("--hidden-dim")) io_options.hidden_dim(import_cfg.model.hidden_dim);
+      return import_weights(io_options, import_cfg, import_out);
     }
   } catch (const ember::Error& e) {
     std::cerr << "causal-vae: error: " << e.what() << "\n";
