@@ -259,6 +259,48 @@ TEST_CASE("causal-vae: import-weights loads the book's published files; generate
   CHECK(wrong.output.find("--label-encoding one-hot fits them") != std::string::npos);
 }
 
+TEST_CASE("evaluate: with beta != 1 the importance-weighted estimate is still of log p(image, labels)") {
+  data::DatasetOptions o;
+  o.split = data::SplitMethod::Book;
+  data::DigitDataset ds(data::load_book_csv(tiny_csv()), o);
+  auto run_evaluate = [&](double beta) {
+    clear_param_store();
+    auto c = small_config();
+    c.beta = beta;
+    torch::manual_seed(3);
+    CausalVAE vae(c);  // the networks do not depend on beta: the same weights each time
+    torch::manual_seed(4);
+    auto result = causal_vae::evaluate(vae, ds, 8);
+    clear_param_store();
+    return result;
+  };
+  const auto one = run_evaluate(1.0), four = run_evaluate(4.0);
+  CHECK(one["test_loss"].get<double>() == doctest::Approx(one["negative_elbo"].get<double>()).epsilon(1e-12));
+  CHECK(four["iw_log_likelihood"].get<double>() == doctest::Approx(one["iw_log_likelihood"].get<double>()).epsilon(1e-9));
+  CHECK(four["negative_elbo"].get<double>() == doctest::Approx(one["negative_elbo"].get<double>()).epsilon(1e-9));
+  // The objective weights Z's KL by beta: with untrained networks the KL is large, so it differs.
+  CHECK(four["test_loss"].get<double>() > one["test_loss"].get<double>() + 1.0);
+  CHECK(four["beta"] == 4.0);
+}
+
+TEST_CASE("causal-vae: nonsense settings are refused; a diverging run stops naming epoch, step and site") {
+  for (const char* flags : {"--threads -3", "--seed -1", "--z-dim 0", "--hidden-dim -4", "--lr 0", "--batch-size 0", "--epochs 0"}) {
+    CAPTURE(flags);
+    auto r = run(std::string("train ") + flags + " --out " + fresh_dir("nonsense"));
+    CHECK(r.rc != 0);
+    CHECK(r.output.find(std::string(flags).substr(0, std::string(flags).find(' ')) + ": must be") != std::string::npos);
+  }
+  const auto out = fresh_dir("diverged");
+  auto r = run("train --data " + tiny_csv() + kSmall + "--epochs 2 --lr 1000 --out " + out);
+  CAPTURE(r.output);
+  CHECK(r.rc != 0);
+  CHECK(r.output.find("training diverged in epoch 1, step ") != std::string::npos);
+  CHECK(r.output.find("site 'Z'") != std::string::npos);
+  CHECK(r.output.find("lower --lr than 1000") != std::string::npos);
+  CHECK(r.output.find("No checkpoint was written") != std::string::npos);
+  CHECK_FALSE(fs::exists(out + "/checkpoint.ember"));
+}
+
 TEST_CASE("causal-vae: bad flags and missing data are clear errors with a non-zero exit") {
   auto unknown = run("train --no-such-flag");
   CHECK(unknown.rc != 0);
@@ -276,6 +318,20 @@ TEST_CASE("causal-vae: train writes its run directory; resuming continues exactl
   const auto straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
   auto a = run("train --data " + csv + kSmall + "--epochs 2 --out " + straight);
   REQUIRE_MESSAGE(a.rc == 0, a.output);
+  // A CSV is split as the book does and every image is used; both are said and recorded.
+  CHECK(a.output.find("split book (random_split 80/20, generator seed 42") != std::string::npos);
+  CHECK(a.output.find("balance none (every training image each epoch") != std::string::npos);
+  const auto config = nlohmann::json::parse(slurp(straight + "/config.json"));
+  CHECK(config["split"] == "book");
+  CHECK(config["balance"] == "none");
+  // Runs written before --split/--balance read as what they used: stratified and balanced.
+  auto old = config;
+  old.erase("split");
+  old.erase("balance");
+  const auto old_cfg = causal_vae::train_config_from_json(old, "old config.json");
+  CHECK(old_cfg.split == data::SplitMethod::Stratified);
+  CHECK(old_cfg.balance == data::Balance::Balanced);
+  CHECK(causal_vae::default_split("bundled") == data::SplitMethod::Stratified);
   for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.ember", "loss-curve.png", "reconstructions.png",
                         "prior-samples.png"})
     CHECK_MESSAGE(fs::exists(straight + "/" + f), f);

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+
+#include <unistd.h>
 
 #include "examples/causal_vae/causal_vae.h"
 #include "examples/causal_vae/run_dir.h"
@@ -26,6 +29,20 @@ namespace {
 
 // ------------------------------------------------------------------ shared options
 
+// Bounds on a number, with a plain message (CLI11's own print the range's limits in full).
+CLI::Validator number_above(double lower, bool inclusive) {
+  return CLI::Validator(
+      [lower, inclusive](std::string& input) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(input, v)) return cat("'", input, "' is not a number");
+        if (inclusive ? v >= lower : v > lower) return std::string();
+        return cat("must be ", inclusive ? ">= " : "> ", lower, ", got ", input);
+      },
+      inclusive ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = number_above(0, false);
+const CLI::Validator kNonNegative = number_above(0, true);
+
 struct DataOptions {
   std::string data = "bundled";
   int64_t threads = 0;
@@ -35,7 +52,9 @@ struct DataOptions {
 void add_data_options(CLI::App* app, DataOptions& o) {
   app->add_option("--data", o.data, "bundled | a folder of MNIST IDX files | a CSV in the book's or Kaggle's layout")
       ->capture_default_str();
-  app->add_option("--threads", o.threads, "LibTorch intra-op threads (0 = LibTorch's default)")->capture_default_str();
+  app->add_option("--threads", o.threads, "LibTorch intra-op threads (0 = LibTorch's default)")
+      ->check(kNonNegative)
+      ->capture_default_str();
   app->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
 }
 
@@ -121,6 +140,39 @@ void write_loss_curve(const causal_vae::RunDir& run) {
 
 // ------------------------------------------------------------------ train
 
+// Where a diverged step went wrong: the first site whose parameters are not valid, and the
+// network parameters holding non-finite values.
+std::string diagnose_divergence(CausalVAE& vae, const causal_vae::Batch& b) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> found;
+  auto [loc, scale] = vae.encoder()->forward(b.image, b.digit, vae.encode_style(b.is_handwritten));
+  if (!loc.isfinite().all().item<bool>()) found.push_back("site 'Z' (guide): the encoder's loc is not finite");
+  else if (!(scale.isfinite() & (scale > 0)).all().item<bool>())
+    found.push_back(cat("site 'Z' (guide): the encoder's scale is not finite and positive (it ranges over [",
+                        scale.min().item<double>(), ", ", scale.max().item<double>(), "])"));
+  else if (auto probs = vae.decoder()->forward(loc, b.digit, vae.encode_style(b.is_handwritten)); !probs.isfinite().all().item<bool>())
+    found.push_back("site 'img' (model): the decoder's pixel probabilities are not finite");
+  std::string bad;
+  for (auto* net : {static_cast<torch::nn::Module*>(vae.encoder().get()), static_cast<torch::nn::Module*>(vae.decoder().get())})
+    for (const auto& p : net->named_parameters())
+      if (!p.value().isfinite().all().item<bool>())
+        bad += cat(bad.empty() ? "" : ", ", net == vae.encoder().get() ? "encoder." : "decoder.", p.key());
+  if (!bad.empty()) found.push_back(cat("parameters with non-finite values: ", bad));
+  std::string out;
+  for (const auto& f : found) out += cat("; ", f);
+  return out;
+}
+
+// The message of a diverged run: where, why, what is kept, what to try.
+ValueError divergence_error(const causal_vae::RunDir& run, const causal_vae::TrainConfig& cfg, int64_t epoch, int64_t step,
+                            const std::string& what, const std::string& diagnosis) {
+  const std::string kept = run.has_checkpoint()
+                               ? cat("The last good checkpoint (after epoch ", epoch - 1, ") is kept in ", run.checkpoint())
+                               : std::string("No checkpoint was written");
+  return ValueError(cat("training diverged in epoch ", epoch, ", step ", step, ": ", what, diagnosis, ". ", kept,
+                        ". Train again with a lower --lr than ", cfg.lr, " (e.g. --lr ", cfg.lr / 10, ") into a new --out"));
+}
+
 struct TrainOptions {
   DataOptions data;
   causal_vae::TrainConfig train;
@@ -174,19 +226,37 @@ int train(TrainOptions& o) {
   run.write_config(cfg);  // only once the data and any checkpoint have loaded
   const auto examples = test_examples(ds, first_n(std::min<int64_t>(16, ds.size(data::Split::Test))));
 
-  viz::ProgressBar bar(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
+  // A bar redrawn in place on a terminal; elsewhere (CI logs, files) the metrics line below is
+  // the one line per epoch.
+  std::optional<viz::ProgressBar> bar;
+  if (::isatty(::fileno(stdout)) && ::isatty(::fileno(stderr)))
+    bar.emplace(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
   for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
     auto t0 = std::chrono::steady_clock::now();
-    bar.start_epoch(epoch + 1);
+    if (bar) bar->start_epoch(epoch + 1);
     double total = 0;
     int64_t seen = 0, step = 0;
     for (const auto& batch : ds.epoch(data::Split::Train, cfg.batch_size, epoch)) {
       auto b = causal_vae::to_model_batch(batch);
-      total += svi.step(b);
+      double loss = 0;
+      try {
+        loss = svi.step(b);
+      } catch (const ember::Error& e) {
+        // The first line says what was invalid; the rest (trace shapes, how to turn checks off)
+        // does not help here.
+        std::string what = e.what();
+        what = what.substr(0, std::min(what.find('\n'), what.find(" Pass validate_args")));
+        throw divergence_error(run, cfg, epoch + 1, step + 1, cat("invalid distribution parameter (", what, ")"),
+                               diagnose_divergence(vae, b));
+      }
+      if (!std::isfinite(loss))
+        throw divergence_error(run, cfg, epoch + 1, step + 1, cat("the loss is ", loss), diagnose_divergence(vae, b));
+      total += loss;
       seen += b.image.size(0);
-      bar.update(++step, total / static_cast<double>(seen));
+      ++step;
+      if (bar) bar->update(step, total / static_cast<double>(seen));
     }
-    bar.finish_epoch(total / static_cast<double>(seen));
+    if (bar) bar->finish_epoch(total / static_cast<double>(seen));
     nlohmann::json metrics = {{"epoch", epoch + 1}, {"train_loss", total / static_cast<double>(seen)}, {"test_loss", nullptr}};
     const bool test_now = (epoch + 1) % cfg.test_every == 0 || epoch + 1 == cfg.epochs;
     // Evaluation and pictures draw from their own seeded stream, which `seed` restores on
@@ -355,10 +425,12 @@ int import_weights(const causal_vae::ImportOptions& io_options, causal_vae::Trai
 }
 
 void add_model_options(CLI::App* app, causal_vae::TrainConfig& c, std::string& likelihood, std::string& labels) {
-  app->add_option("--z-dim", c.model.z_dim, "dimension of the latent Z")->capture_default_str();
-  app->add_option("--hidden-dim", c.model.hidden_dim, "hidden units of encoder and decoder")->capture_default_str();
+  app->add_option("--z-dim", c.model.z_dim, "dimension of the latent Z")->check(kPositive)->capture_default_str();
+  app->add_option("--hidden-dim", c.model.hidden_dim, "hidden units of encoder and decoder")
+      ->check(kPositive)
+      ->capture_default_str();
   app->add_option("--beta", c.model.beta, "weight of Z's KL term (1 = the book's ELBO)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   app->add_option("--likelihood", likelihood, "bernoulli (as the book) or continuous-bernoulli")
       ->check(CLI::IsMember({"bernoulli", "continuous-bernoulli"}))
@@ -379,10 +451,11 @@ int main(int argc, char** argv) {
   auto* train_cmd = app.add_subcommand("train", "train with SVI; writes config, metrics, checkpoint and pictures into --out");
   add_data_options(train_cmd, train_o.data);
   add_model_options(train_cmd, train_o.train, likelihood, labels);
-  train_cmd->add_option("--epochs", train_o.train.epochs, "training epochs")->capture_default_str();
-  train_cmd->add_option("--batch-size", train_o.train.batch_size, "minibatch size")->capture_default_str();
-  train_cmd->add_option("--lr", train_o.train.lr, "Adam learning rate")->capture_default_str();
+  train_cmd->add_option("--epochs", train_o.train.epochs, "training epochs")->check(kPositive)->capture_default_str();
+  train_cmd->add_option("--batch-size", train_o.train.batch_size, "minibatch size")->check(kPositive)->capture_default_str();
+  train_cmd->add_option("--lr", train_o.train.lr, "Adam learning rate")->check(kPositive)->capture_default_str();
   train_cmd->add_option("--seed", train_o.train.seed, "seed of the split, the data order and the initialisation")
+      ->check(kNonNegative)
       ->capture_default_str();
   std::string split, balance = "none";
   train_cmd->add_option("--split", split, "book (random_split 80/20 with seed 42, as the book; default for a CSV) or stratified (default otherwise)")
@@ -391,7 +464,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "styles"}))
       ->capture_default_str();
   train_cmd->add_option("--test-every", train_o.train.test_every, "epochs between test evaluations and pictures")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   train_cmd->add_option("--out", train_o.out, "run directory")->capture_default_str();
   train_cmd->add_flag("--resume", train_o.resume, "continue the run in --out from its checkpoint");
@@ -403,22 +476,22 @@ int main(int argc, char** argv) {
   std::string set_style = "flip";
   auto* eval_cmd = app.add_subcommand("evaluate", "test loss and an importance-weighted log-likelihood estimate");
   add_run_options(eval_cmd, eval_o);
-  eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(CLI::PositiveNumber)->capture_default_str();
+  eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(kPositive)->capture_default_str();
   auto* recon_cmd = app.add_subcommand("reconstruct", "PNG of test images above their reconstructions");
   add_run_options(recon_cmd, recon_o);
-  recon_cmd->add_option("--count", count, "number of test images")->check(CLI::PositiveNumber)->capture_default_str();
+  recon_cmd->add_option("--count", count, "number of test images")->check(kPositive)->capture_default_str();
   auto* gen_cmd = app.add_subcommand("generate", "PNG grid: each digit 0-9 x handwritten/typed");
   add_run_options(gen_cmd, gen_o);
-  gen_cmd->add_option("--per-cell", per_cell, "images per (digit, style)")->check(CLI::PositiveNumber)->capture_default_str();
-  gen_cmd->add_option("--seed", seed, "seed of the draws")->capture_default_str();
+  gen_cmd->add_option("--per-cell", per_cell, "images per (digit, style)")->check(kPositive)->capture_default_str();
+  gen_cmd->add_option("--seed", seed, "seed of the draws")->check(kNonNegative)->capture_default_str();
   auto* int_cmd = app.add_subcommand("intervene", "PNG of draws from P(image | do(digit = d, is_handwritten = h))");
   add_run_options(int_cmd, int_o);
   int_cmd->add_option("--digit", digit, "intervened digit")->check(CLI::Range(0, 9))->capture_default_str();
   int_cmd->add_option("--handwritten", handwritten, "intervened is_handwritten (0 or 1)")
       ->check(CLI::Range(0, 1))
       ->capture_default_str();
-  int_cmd->add_option("--count", count, "number of draws")->check(CLI::PositiveNumber)->capture_default_str();
-  int_cmd->add_option("--seed", seed, "seed of the draws")->capture_default_str();
+  int_cmd->add_option("--count", count, "number of draws")->check(kPositive)->capture_default_str();
+  int_cmd->add_option("--seed", seed, "seed of the draws")->check(kNonNegative)->capture_default_str();
   auto* cf_cmd = app.add_subcommand("counterfactual",
                                     "abduction (Z from the guide), action (set labels), prediction (decode)");
   add_run_options(cf_cmd, cf_o);
@@ -433,10 +506,18 @@ int main(int argc, char** argv) {
   auto* judge_cmd = app.add_subcommand(
       "judge", "train an independent digit/style classifier and score generated images and counterfactuals with it");
   add_run_options(judge_cmd, judge_o);
-  judge_cmd->add_option("--classifier-epochs", judge_opts.classifier_epochs, "classifier training epochs")->capture_default_str();
-  judge_cmd->add_option("--per-cell", judge_opts.images_per_cell, "generated images per (digit, style)")->capture_default_str();
-  judge_cmd->add_option("--counterfactuals", judge_opts.counterfactuals, "test images to flip")->capture_default_str();
-  judge_cmd->add_option("--seed", judge_opts.seed, "seed of the classifier and the draws")->capture_default_str();
+  judge_cmd->add_option("--classifier-epochs", judge_opts.classifier_epochs, "classifier training epochs")
+      ->check(kPositive)
+      ->capture_default_str();
+  judge_cmd->add_option("--per-cell", judge_opts.images_per_cell, "generated images per (digit, style)")
+      ->check(kPositive)
+      ->capture_default_str();
+  judge_cmd->add_option("--counterfactuals", judge_opts.counterfactuals, "test images to flip")
+      ->check(kPositive)
+      ->capture_default_str();
+  judge_cmd->add_option("--seed", judge_opts.seed, "seed of the classifier and the draws")
+      ->check(kNonNegative)
+      ->capture_default_str();
 
   causal_vae::TrainConfig import_cfg;
   std::string import_sd, import_enc, import_dec, import_out = "runs/imported", ilik = "bernoulli", ilab = "indicator";
