@@ -80,10 +80,47 @@ causal_vae::Batch test_examples(const data::DigitDataset& ds, const std::vector<
   return causal_vae::to_model_batch(ds.gather(torch::tensor(picked, torch::kLong)));
 }
 
-std::vector<int64_t> first_n(int64_t n) {
-  std::vector<int64_t> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
-  return v;
+// Digit and is_handwritten of each test-split position.
+std::pair<std::vector<int64_t>, std::vector<bool>> test_labels(const data::DigitDataset& ds) {
+  auto batch = ds.gather(torch::tensor(ds.rows(data::Split::Test), torch::kLong));
+  auto labels = batch.labels.cpu().contiguous(), styles = (batch.handwritten > 0.5).cpu().contiguous();
+  const int64_t n = labels.size(0);
+  std::vector<int64_t> l(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + n);
+  std::vector<bool> h(styles.data_ptr<bool>(), styles.data_ptr<bool>() + n);
+  return {l, h};
+}
+
+// Up to `n` positions in the test split covering every (style, digit) cell: one handwritten
+// image of each digit 0-9, then one typed of each, then the next round, in split order.
+std::vector<int64_t> varied_test_positions(const data::DigitDataset& ds, int64_t n) {
+  const auto [labels, styles] = test_labels(ds);
+  std::vector<std::vector<int64_t>> cells(20);  // handwritten 0-9, then typed 0-9
+  for (size_t i = 0; i < labels.size(); ++i) cells[(styles[i] ? 0 : 10) + static_cast<size_t>(labels[i])].push_back(int64_t(i));
+  std::vector<int64_t> picked;
+  for (size_t round = 0; static_cast<int64_t>(picked.size()) < n; ++round) {
+    const size_t before = picked.size();
+    for (const auto& cell : cells)
+      if (round < cell.size() && static_cast<int64_t>(picked.size()) < n) picked.push_back(cell[round]);
+    if (picked.size() == before) break;  // every test image is taken
+  }
+  return picked;
+}
+
+// One test image of each digit 0-9, handwritten for even digits and typed for odd ones (the
+// other style where the split has none).
+std::vector<int64_t> one_per_digit_test_positions(const data::DigitDataset& ds) {
+  const auto [labels, styles] = test_labels(ds);
+  std::vector<int64_t> picked;
+  for (int64_t d = 0; d < 10; ++d) {
+    std::optional<int64_t> wanted, other;
+    for (size_t p = 0; p < labels.size(); ++p) {
+      if (labels[p] != d) continue;
+      auto& slot = styles[p] == (d % 2 == 0) ? wanted : other;
+      if (!slot) slot = int64_t(p);
+    }
+    if (wanted || other) picked.push_back(wanted ? *wanted : *other);
+  }
+  return picked;
 }
 
 // ------------------------------------------------------------------ pictures
@@ -224,7 +261,7 @@ int train(TrainOptions& o) {
     std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
   }
   run.write_config(cfg);  // only once the data and any checkpoint have loaded
-  const auto examples = test_examples(ds, first_n(std::min<int64_t>(16, ds.size(data::Split::Test))));
+  const auto examples = test_examples(ds, varied_test_positions(ds, 20));
 
   // A bar redrawn in place on a terminal; elsewhere (CI logs, files) the metrics line below is
   // the one line per epoch.
@@ -268,7 +305,7 @@ int train(TrainOptions& o) {
     }
     metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (test_now) {
-      write_reconstructions(vae, examples, run.path("reconstructions.png"), 8);
+      write_reconstructions(vae, examples, run.path("reconstructions.png"), 10);
       viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4), generate_grid_options(4));
     }
     evaluation_stream.reset();
@@ -280,7 +317,7 @@ int train(TrainOptions& o) {
   std::cout << "\nRun directory: " << fs::absolute(run.dir()).string() << "\n"
             << "  metrics:          " << run.path("metrics.jsonl") << "\n"
             << "  loss curve:       " << run.path("loss-curve.png") << "\n"
-            << "  reconstructions:  " << run.path("reconstructions.png") << " (test images, reconstructions below)\n"
+            << "  reconstructions:  " << run.path("reconstructions.png") << " (each digit 0-9 handwritten, then typed; reconstructions below each row)\n"
             << "  generated digits: " << run.path("prior-samples.png")
             << " (rows: digits 0-9; columns: 4 handwritten, then 4 typed)\n";
   return 0;
@@ -339,8 +376,8 @@ int reconstruct(const RunOptions& o, int64_t count) {
   auto r = load_run(o);
   auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   const auto path = out_or(o, "reconstructions.png");
-  write_reconstructions(*r.vae, test_examples(ds, first_n(count)), path, 8);
-  std::cout << "wrote " << path << " (test images, reconstructions below)\n";
+  write_reconstructions(*r.vae, test_examples(ds, varied_test_positions(ds, count)), path, 10);
+  std::cout << "wrote " << path << " (each digit 0-9 handwritten, then typed; reconstructions below each row)\n";
   return 0;
 }
 
@@ -369,6 +406,7 @@ int intervene(const RunOptions& o, int64_t digit, int64_t handwritten, int64_t c
 int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std::string& set_style, int64_t set_digit) {
   auto r = load_run(o);
   auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
+  if (indices.empty()) indices = one_per_digit_test_positions(ds);
   auto b = test_examples(ds, indices);
   torch::NoGradGuard no_grad;
   // Column 0: the observed image; column 1: its reconstruction (factual, same Z); then the
@@ -470,14 +508,14 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--resume", train_o.resume, "continue the run in --out from its checkpoint");
 
   RunOptions eval_o, recon_o, gen_o, int_o, cf_o;
-  int64_t k = 100, count = 16, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
+  int64_t k = 100, count = 20, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
   uint64_t seed = 0;
-  std::vector<int64_t> indices = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::vector<int64_t> indices;
   std::string set_style = "flip";
   auto* eval_cmd = app.add_subcommand("evaluate", "test loss and an importance-weighted log-likelihood estimate");
   add_run_options(eval_cmd, eval_o);
   eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(kPositive)->capture_default_str();
-  auto* recon_cmd = app.add_subcommand("reconstruct", "PNG of test images above their reconstructions");
+  auto* recon_cmd = app.add_subcommand("reconstruct", "PNG of test images (each digit, handwritten and typed) above their reconstructions");
   add_run_options(recon_cmd, recon_o);
   recon_cmd->add_option("--count", count, "number of test images")->check(kPositive)->capture_default_str();
   auto* gen_cmd = app.add_subcommand("generate", "PNG grid: each digit 0-9 x handwritten/typed");
@@ -495,7 +533,8 @@ int main(int argc, char** argv) {
   auto* cf_cmd = app.add_subcommand("counterfactual",
                                     "abduction (Z from the guide), action (set labels), prediction (decode)");
   add_run_options(cf_cmd, cf_o);
-  cf_cmd->add_option("--indices", indices, "positions of the images in the test split")->capture_default_str();
+  cf_cmd->add_option("--indices", indices,
+                     "positions of the images in the test split (default: one of each digit, handwritten for even digits, typed for odd)");
   cf_cmd->add_option("--set-handwritten", set_style, "flip, handwritten or typed")
       ->check(CLI::IsMember({"flip", "handwritten", "typed"}))
       ->capture_default_str();
