@@ -20,6 +20,18 @@ set(prefix "${WORK_DIR}/prefix")
 run_step("cmake --install (every installed target must be built first)"
          ${CMAKE_COMMAND} --install "${EMBER_BUILD_DIR}" --prefix "${prefix}")
 
+# Build-only pieces (the precompiled header, warnings, the ccache launcher) stay out of the package.
+file(GLOB package_files "${prefix}/lib*/cmake/Ember/*.cmake")
+if(NOT package_files)
+  message(FATAL_ERROR "the install has no lib/cmake/Ember/*.cmake")
+endif()
+foreach(f ${package_files})
+  file(READ "${f}" text)
+  if(text MATCHES "ember_pch|ember_warnings|ccache|CMAKE_CXX_COMPILER_LAUNCHER")
+    message(FATAL_ERROR "${f} mentions a build-only target or the ccache launcher (${CMAKE_MATCH_0})")
+  endif()
+endforeach()
+
 set(configure_args -S "${EMBER_SOURCE_DIR}/examples/standalone" -B "${WORK_DIR}/build"
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON)
 if(BUILD_TYPE)

@@ -155,7 +155,7 @@ class DigitDataset {
   /// The batches of epoch `epoch` (0, 1, ...) of `split`; the last batch may be smaller
   /// unless `drop_last`.
   Epoch epoch(Split split, int64_t batch_size, int64_t epoch = 0, bool drop_last = false) const;
-  /// All (balanced) rows of `split` as one batch, in table order (for evaluation).
+  /// All (balanced) rows of `split` as one batch, in the order of rows(split) (for evaluation).
   Batch all(Split split) const;
   /// The batch of the given table rows.
   Batch gather(const torch::Tensor& rows) const;
