@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -141,6 +142,15 @@ DigitDataset::DigitDataset(const DigitTable& table, DatasetOptions options) : op
   labels_ = torch::from_blob(const_cast<uint8_t*>(table.labels.data()), {n}, cpu_u8).to(torch::kLong).to(options_.device);
   handwritten_ = torch::from_blob(const_cast<uint8_t*>(table.handwritten.data()), {n}, cpu_u8).to(torch::kFloat).to(options_.device);
 
+  all_.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) all_[size_t(i)] = i;
+  if (options_.split == SplitMethod::Book) {
+    if (options_.test_fraction != 0.2)
+      throw ValueError(cat("DigitDataset: the book's split is 80/20; test_fraction ", options_.test_fraction,
+                           " needs the stratified split"));
+    std::tie(train_, test_) = book_random_split(n);
+    return;
+  }
   // Stratified split: the same share of every (style, digit) group goes to the test split.
   std::vector<std::vector<int64_t>> groups(20);
   for (int64_t i = 0; i < n; ++i) groups[size_t(style_[size_t(i)] * 10 + digit_[size_t(i)])].push_back(i);
@@ -153,8 +163,32 @@ DigitDataset::DigitDataset(const DigitTable& table, DatasetOptions options) : op
   }
   std::sort(train_.begin(), train_.end());
   std::sort(test_.begin(), test_.end());
-  all_.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) all_[size_t(i)] = i;
+}
+
+std::pair<std::vector<int64_t>, std::vector<int64_t>> book_random_split(int64_t n, uint64_t seed) {
+  if (n < 0) throw ValueError(cat("book_random_split: n ", n, " is negative"));
+  // Python: train_size = int(0.8 * n), a truncation of the double product.
+  const auto train_size = static_cast<int64_t>(0.8 * static_cast<double>(n));
+  auto generator = at::detail::createCPUGenerator(seed);
+  auto perm = torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kLong));
+  const int64_t* p = perm.data_ptr<int64_t>();
+  return {std::vector<int64_t>(p, p + train_size), std::vector<int64_t>(p + train_size, p + n)};
+}
+
+std::string to_string(SplitMethod m) { return m == SplitMethod::Book ? "book" : "stratified"; }
+
+SplitMethod split_method_from_string(const std::string& s) {
+  if (s == "book") return SplitMethod::Book;
+  if (s == "stratified") return SplitMethod::Stratified;
+  throw ValueError(cat("unknown split '", s, "' (expected book or stratified)"));
+}
+
+std::string to_string(Balance b) { return b == Balance::Balanced ? "styles" : "none"; }
+
+Balance balance_from_string(const std::string& s) {
+  if (s == "styles") return Balance::Balanced;
+  if (s == "none") return Balance::All;
+  throw ValueError(cat("unknown balance '", s, "' (expected none or styles)"));
 }
 
 const std::vector<int64_t>& DigitDataset::rows(Split split) const {
@@ -177,10 +211,9 @@ std::vector<int64_t> DigitDataset::balanced(Split split, uint64_t stream) const 
   const size_t m = std::min(hw.size(), ty.size());
   shuffle_rows(big, options_.seed, stream);
   big.resize(m);
-  std::vector<int64_t> out;
-  out.reserve(2 * m);
-  std::merge(hw.begin(), hw.end(), ty.begin(), ty.end(), std::back_inserter(out));
-  // `big` lost its order when shuffled: sort the merged result.
+  // Table order (the book's split keeps its rows in random_split's order).
+  std::vector<int64_t> out(hw.begin(), hw.end());
+  out.insert(out.end(), ty.begin(), ty.end());
   std::sort(out.begin(), out.end());
   return out;
 }

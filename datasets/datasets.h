@@ -54,6 +54,16 @@ void save_book_csv(const std::string& path, const DigitTable& table);
 
 enum class Split { Train, Test, All };
 
+/// How the rows are divided into a train and a test split.
+enum class SplitMethod {
+  /// `test_fraction` of every (style, digit) group, drawn with `seed`; rows kept in table order.
+  Stratified,
+  /// The book's: `torch.utils.data.random_split(range(n), [int(0.8 n), n - int(0.8 n)],
+  /// generator=torch.Generator().manual_seed(42))`, index for index (see book_random_split());
+  /// rows kept in random_split's order. Independent of `seed`; needs test_fraction 0.2.
+  Book,
+};
+
 /// Which images an epoch visits.
 enum class Balance {
   /// As many handwritten as typed images: the larger style is subsampled to the size of
@@ -61,16 +71,32 @@ enum class Balance {
   /// the test split's subsample is fixed by the seed. A split holding only one style is
   /// used whole.
   Balanced,
-  /// Every image of the split.
+  /// Every image of the split (the book's choice).
   All,
 };
 
+/// "stratified" / "book" and back; parsing throws ValueError naming the accepted values.
+std::string to_string(SplitMethod m);
+SplitMethod split_method_from_string(const std::string& s);
+/// "styles" (Balance::Balanced) / "none" (Balance::All) and back.
+std::string to_string(Balance b);
+Balance balance_from_string(const std::string& s);
+
 struct DatasetOptions {
-  double test_fraction = 0.2;   ///< Share of each (style, digit) group put in the test split.
-  uint64_t seed = 0;            ///< Fixes the split, the balanced subsamples and the shuffles.
-  Balance balance = Balance::Balanced;
+  double test_fraction = 0.2;   ///< Share of the rows put in the test split.
+  uint64_t seed = 0;            ///< Fixes the stratified split, the balanced subsamples and the shuffles.
+  SplitMethod split = SplitMethod::Stratified;
+  Balance balance = Balance::All;
   torch::Device device = torch::kCPU;  ///< Where the images live and batches are made.
 };
+
+/// The index lists (train, test) of PyTorch's `random_split(range(n), [int(0.8 n), n -
+/// int(0.8 n)], generator=torch.Generator().manual_seed(seed))`, each in random_split's order:
+/// the permutation LibTorch's `randperm(n)` draws from a CPU generator seeded with `seed`,
+/// cut after int(0.8 n). The same LibTorch kernel serves Python, so this equals the book's
+/// split whenever Python's torch and this LibTorch share a version (pinned against torch 1.13
+/// by tests/fixtures/data/book_split.json).
+std::pair<std::vector<int64_t>, std::vector<int64_t>> book_random_split(int64_t n, uint64_t seed = 42);
 
 /// One mini-batch (see the file comment for shapes and dtypes).
 struct Batch {
@@ -121,14 +147,15 @@ class DigitDataset {
   const DatasetOptions& options() const { return options_; }
   /// Number of rows of `split` (before balancing).
   int64_t size(Split split) const;
-  /// Rows (indices into the table) of `split`, sorted.
+  /// Rows (indices into the table) of `split`: sorted for the stratified split, in
+  /// random_split's order for the book's.
   const std::vector<int64_t>& rows(Split split) const;
   /// Rows one epoch of `split` visits, balanced as the options say, in shuffled order.
   std::vector<int64_t> epoch_rows(Split split, int64_t epoch) const;
   /// The batches of epoch `epoch` (0, 1, ...) of `split`; the last batch may be smaller
   /// unless `drop_last`.
   Epoch epoch(Split split, int64_t batch_size, int64_t epoch = 0, bool drop_last = false) const;
-  /// All (balanced) rows of `split` as one batch, in table order (for evaluation).
+  /// All (balanced) rows of `split` as one batch, in the order of rows(split) (for evaluation).
   Batch all(Split split) const;
   /// The batch of the given table rows.
   Batch gather(const torch::Tensor& rows) const;

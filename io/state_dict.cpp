@@ -551,26 +551,29 @@ void load_state_dict_into(torch::nn::Module& module, const NamedTensors& tensors
     if (!found) throw ValueError(cat("state_dict '", source, "': key map renames '", from, "' -> '", to, "', but the file has no key '", prefix, from, "'"));
   }
 
-  // Check everything first; copy only when all checks pass.
+  // Check everything first and report every problem at once; copy only when all pass.
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (destination, source)
   std::map<std::string, std::string> assigned;                  // module name -> file key
+  std::vector<std::string> unexpected, mismatched, missing;
   for (auto& [key, t] : tensors) {
     if (key.compare(0, prefix.size(), prefix) != 0) continue;
     std::string name = key.substr(prefix.size());
     if (auto it = map.find(name); it != map.end()) name = it->second;
     auto target = targets.find(name);
     if (target == targets.end()) {
-      throw ValueError(cat("state_dict '", source, "': unexpected key '", key, "' ", shape_str(t.sizes()),
-                           name != key ? cat("(as '", name, "') ") : std::string(),
-                           "matches no parameter or buffer of the module"));
+      unexpected.push_back(cat("unexpected key '", key, "' ", shape_str(t.sizes()),
+                               name != key ? cat(" (as '", name, "')") : std::string(),
+                               " matches no parameter or buffer of the module"));
+      continue;
     }
     if (auto prev = assigned.find(name); prev != assigned.end()) {
       throw ValueError(cat("state_dict '", source, "': keys '", prev->second, "' and '", key, "' both map to parameter '", name, "'"));
     }
     assigned.emplace(name, key);
     if (target->second.sizes() != t.sizes()) {
-      throw ValueError(cat("state_dict '", source, "': parameter '", name, "' has shape ", shape_str(target->second.sizes()),
-                           " but key '", key, "' holds shape ", shape_str(t.sizes())));
+      mismatched.push_back(cat("parameter '", name, "' has shape ", shape_str(target->second.sizes()), " but key '", key,
+                               "' holds shape ", shape_str(t.sizes())));
+      continue;
     }
     if (t.is_complex() && !target->second.is_complex()) {
       throw ValueError(cat("state_dict '", source, "': key '", key, "' is complex, parameter '", name, "' is not"));
@@ -579,9 +582,15 @@ void load_state_dict_into(torch::nn::Module& module, const NamedTensors& tensors
   }
   for (auto& name : order) {
     if (!assigned.count(name)) {
-      throw ValueError(cat("state_dict '", source, "': missing key for parameter '", name, "' ",
-                           shape_str(targets.at(name).sizes()), prefix.empty() ? "" : cat(" (looked for '", prefix, "...')")));
+      missing.push_back(cat("missing key for parameter '", name, "' ", shape_str(targets.at(name).sizes()),
+                            prefix.empty() ? "" : cat(" (looked for '", prefix, name, "')")));
     }
+  }
+  if (!unexpected.empty() || !mismatched.empty() || !missing.empty()) {
+    std::string problems;
+    for (const auto* list : {&missing, &unexpected, &mismatched})
+      for (const auto& p : *list) problems += cat(problems.empty() ? "" : "; ", p);
+    throw ValueError(cat("state_dict '", source, "' does not fit the module: ", problems));
   }
   torch::NoGradGuard no_grad;
   for (auto& [dst, src] : copies) dst.copy_(src);

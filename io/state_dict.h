@@ -69,9 +69,9 @@ struct LoadStateDictOptions {
 ///
 /// Strict, like PyTorch's `load_state_dict(strict=True)`: every parameter and buffer of the
 /// module must receive a tensor of exactly its shape, and every selected key must name one.
-/// All checks run before anything is copied, so when one fails (ember::ValueError naming
-/// `source` and the key or parameter, with both shapes for a mismatch) the module is left
-/// unchanged. Values are converted to each parameter's dtype and device (as `copy_` does),
+/// All checks run before anything is copied, so when one fails the module is left unchanged;
+/// the ember::ValueError names `source` and lists every missing key, every unexpected key and
+/// every shape mismatch (with both shapes) at once. Values are converted to each parameter's dtype and device (as `copy_` does),
 /// without recording gradients.
 void load_state_dict_into(torch::nn::Module& module, const NamedTensors& tensors, const std::string& source,
                           const LoadStateDictOptions& options = {});

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Ember's one entry point for a fresh Debian 12 machine (run as root, or with sudo).
 #
-#   scripts/quickstart.sh main   install what is missing, build, run the main job
+#   scripts/quickstart.sh main   install what is missing, build, run the main job (train, then
+#                                counterfactual and intervention pictures and the judge's scores;
+#                                `main --book`: the book's objective exactly)
 #   scripts/quickstart.sh test   install what is missing, build, run the whole test suite
 #   scripts/quickstart.sh build  install what is missing and build only
 #
@@ -11,7 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-}
-case "$mode" in main|test|build) ;; *) echo "usage: $0 main|test|build" >&2; exit 2 ;; esac
+objective=default
+case "$mode" in main|test|build) ;; *) echo "usage: $0 main [--book] | test | build" >&2; exit 2 ;; esac
+if [ "${2:-}" = "--book" ] && [ "$mode" = main ]; then objective=book
+elif [ -n "${2:-}" ]; then echo "usage: $0 main [--book] | test | build" >&2; exit 2
+fi
 
 # Runtime and build dependencies, all from Debian's archive.
 # libopenblas0-pthread: Debian's libtorch calls the generic libblas.so.3, which is the
@@ -49,13 +55,42 @@ case "$mode" in
     ctest --output-on-failure -j "$(nproc)"
     ;;
   main)
-    # The bundled causal VAE with the book's settings (batch 256, lr 1e-3, z 50, hidden 400);
-    # about a second per epoch on a 2-core machine. Pictures land in runs/causal-vae/.
-    out=runs/causal-vae
-    if [ -f "$out/checkpoint.ember" ]; then
-      "$build_dir/bin/causal-vae" train --epochs 50 --out "$out" --resume
+    # The bundled causal VAE, 50 epochs, batch 256, Adam lr 1e-3, z 50, hidden 400, every image
+    # each epoch. By default with is_handwritten one-hot and Z's KL term weighted by 4: with the
+    # book's ELBO the style bit hides in Z, so flipping is_handwritten changes little (see
+    # docs/tutorial-causal-vae.md, section 8). `main --book` trains the book's objective exactly.
+    cvae="$build_dir/bin/causal-vae"
+    if [ "$objective" = book ]; then
+      out=runs/causal-vae-book
+      settings=()
+      echo "Objective: the book's ELBO, is_handwritten as an indicator (as in the book)."
     else
-      "$build_dir/bin/causal-vae" train --epochs 50 --out "$out"
+      out=runs/causal-vae
+      settings=(--label-encoding one-hot --beta 4)
+      echo "Objective: beta = 4 on Z's KL, is_handwritten one-hot (--label-encoding one-hot --beta 4),"
+      echo "for pictures whose style follows the label; '$0 main --book' trains the book's ELBO instead."
     fi
+    if [ -f "$out/checkpoint.ember" ]; then
+      "$cvae" train --epochs 50 --out "$out" --resume
+    else
+      "$cvae" train --epochs 50 --out "$out" "${settings[@]}"
+    fi
+    "$cvae" counterfactual --run "$out" --set-digit 3
+    "$cvae" intervene --run "$out" --digit 7 --handwritten 0 --count 20
+    "$cvae" intervene --run "$out" --digit 7 --handwritten 1 --count 20
+    echo "Judging the pictures with an independent classifier trained on the real training images..."
+    "$cvae" judge --run "$out"
+    cat <<EOT
+
+Pictures in $out/:
+  loss-curve.png                   train and test loss per epoch
+  reconstructions.png              each digit, handwritten then typed, above its reconstruction
+  prior-samples.png                generated: rows digits 0-9, 4 handwritten then 4 typed
+  counterfactuals.png              one test image per digit: observed, reconstruction,
+                                   "had it been typed/handwritten" (style flipped), "had it been a 3"
+  do-digit7-handwritten0.png       20 draws from P(image | do(digit = 7, is_handwritten = 0))
+  do-digit7-handwritten1.png       20 draws from P(image | do(digit = 7, is_handwritten = 1))
+  judge.json                       the classifier's scores printed above
+EOT
     ;;
 esac

@@ -213,6 +213,125 @@ TEST_CASE("the book's state_dict (torch.save, zip format) loads into the network
   clear_param_store();
 }
 
+TEST_CASE("the book's published weights import as published and reproduce PyTorch's outputs") {
+  // tests/fixtures/causal_vae/book/: the files of github.com/altdeep/causalML (MIT);
+  // book_decoder_outputs.json: computed from the same files by python3-torch
+  // (scripts/gen_book_fixtures.py).
+  clear_param_store();
+  const std::string dir = EMBER_TEST_DATA_DIR "/causal_vae/";
+  const auto encoder = dir + "book/mnist_tmnist_encoder_weights.pt", decoder = dir + "book/mnist_tmnist_decoder_weights.pt";
+  auto imported = causal_vae::import_weights(causal_vae::ImportOptions().encoder(encoder).decoder(decoder), causal_vae::Config());
+  CHECK(imported.config.label_encoding == causal_vae::LabelEncoding::one_hot);
+  CHECK(imported.config.z_dim == 50);
+  CHECK(imported.config.hidden_dim == 400);
+  REQUIRE(imported.notes.size() == 2);
+  CHECK(imported.notes[1].find("'fc21' read as 'fc2'") != std::string::npos);
+
+  auto expected = nlohmann::json::parse(slurp(dir + "book_decoder_outputs.json"));
+  auto tensor = [&](const char* key) {
+    std::vector<std::vector<double>> rows = expected[key];
+    std::vector<torch::Tensor> t;
+    for (auto& r : rows) t.push_back(torch::tensor(r, torch::kDouble));
+    return torch::stack(t).to(torch::kFloat);
+  };
+  auto& vae = *imported.vae;
+  torch::NoGradGuard no_grad;
+  const auto digit = torch::one_hot(torch::tensor(expected["digit"].get<std::vector<int64_t>>()), 10).to(torch::kFloat);
+  const auto hw = torch::tensor(expected["is_handwritten"].get<std::vector<int64_t>>()).to(torch::kFloat).unsqueeze(1);
+  const auto probs = vae.decoder()->forward(tensor("z"), digit, vae.encode_style(hw));
+  CHECK((probs - tensor("decoder_probs")).abs().max().item<double>() < 1e-5);
+  auto [loc, scale] = vae.encoder()->forward(probs, digit, vae.encode_style(hw));
+  CHECK((loc - tensor("encoder_loc")).abs().max().item<double>() < 1e-4);
+  CHECK(((scale - tensor("encoder_scale")).abs() / tensor("encoder_scale")).max().item<double>() < 1e-4);
+
+  // Settings that contradict the files are refused with the one that fits.
+  auto refused = [&](const causal_vae::ImportOptions& o) {
+    try {
+      causal_vae::import_weights(o, causal_vae::Config());
+    } catch (const ValueError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto base = causal_vae::ImportOptions().encoder(encoder).decoder(decoder);
+  CHECK(refused(causal_vae::ImportOptions(base).label_encoding(causal_vae::LabelEncoding::indicator))
+            .find("--label-encoding indicator was given; --label-encoding one-hot fits them") != std::string::npos);
+  CHECK(refused(causal_vae::ImportOptions(base).z_dim(20)).find("--z-dim 50 fits them") != std::string::npos);
+  // A wrong key map: every missing and unexpected key is named, and the fitting map suggested.
+  const auto wrong = refused(causal_vae::ImportOptions(base).key_map({"decoder.fc21=out"}));
+  CAPTURE(wrong);
+  CHECK(wrong.find("missing key for parameter 'fc2.weight' [784, 400]") != std::string::npos);
+  CHECK(wrong.find("missing key for parameter 'fc2.bias' [784]") != std::string::npos);
+  CHECK(wrong.find("unexpected key 'out.weight' [784, 400] matches no parameter") != std::string::npos);
+  CHECK(wrong.find("--key-map decoder.out=fc2 would fit") != std::string::npos);
+  CHECK(refused(causal_vae::ImportOptions(base).key_map({"decoder.nope=fc2"})).find("have no layer 'nope'") != std::string::npos);
+  // The explicit map the recognition stands for.
+  auto mapped = causal_vae::import_weights(causal_vae::ImportOptions(base).key_map({"decoder.fc21=fc2"}), causal_vae::Config());
+  CHECK(torch::equal(mapped.vae->decoder()->fc2->weight, vae.decoder()->fc2->weight));
+  clear_param_store();
+}
+
+TEST_CASE("causal-vae: import-weights loads the book's published files; generate and counterfactual run on them") {
+  const std::string dir = EMBER_TEST_DATA_DIR "/causal_vae/book/";
+  const auto out = fresh_dir("import-book");
+  auto ok = run("import-weights --encoder " + dir + "mnist_tmnist_encoder_weights.pt --decoder " + dir +
+                "mnist_tmnist_decoder_weights.pt --out " + out);
+  REQUIRE_MESSAGE(ok.rc == 0, ok.output);
+  CHECK(ok.output.find("is_handwritten one-hot, z_dim 50, hidden_dim 400") != std::string::npos);
+  CHECK(nlohmann::json::parse(slurp(out + "/config.json"))["label_encoding"] == "one-hot");
+  auto gen = run("generate --run " + out + " --per-cell 1");
+  CHECK_MESSAGE(gen.rc == 0, gen.output);
+  auto cf = run("counterfactual --run " + out + " --indices 0 1");
+  CHECK_MESSAGE(cf.rc == 0, cf.output);
+  CHECK(fs::exists(out + "/counterfactuals.png"));
+  auto wrong = run("import-weights --encoder " + dir + "mnist_tmnist_encoder_weights.pt --decoder " + dir +
+                   "mnist_tmnist_decoder_weights.pt --label-encoding indicator --out " + fresh_dir("import-book-wrong"));
+  CHECK(wrong.rc != 0);
+  CHECK(wrong.output.find("--label-encoding one-hot fits them") != std::string::npos);
+}
+
+TEST_CASE("evaluate: with beta != 1 the importance-weighted estimate is still of log p(image, labels)") {
+  data::DatasetOptions o;
+  o.split = data::SplitMethod::Book;
+  data::DigitDataset ds(data::load_book_csv(tiny_csv()), o);
+  auto run_evaluate = [&](double beta) {
+    clear_param_store();
+    auto c = small_config();
+    c.beta = beta;
+    torch::manual_seed(3);
+    CausalVAE vae(c);  // the networks do not depend on beta: the same weights each time
+    torch::manual_seed(4);
+    auto result = causal_vae::evaluate(vae, ds, 8);
+    clear_param_store();
+    return result;
+  };
+  const auto one = run_evaluate(1.0), four = run_evaluate(4.0);
+  CHECK(one["test_loss"].get<double>() == doctest::Approx(one["negative_elbo"].get<double>()).epsilon(1e-12));
+  CHECK(four["iw_log_likelihood"].get<double>() == doctest::Approx(one["iw_log_likelihood"].get<double>()).epsilon(1e-9));
+  CHECK(four["negative_elbo"].get<double>() == doctest::Approx(one["negative_elbo"].get<double>()).epsilon(1e-9));
+  // The objective weights Z's KL by beta: with untrained networks the KL is large, so it differs.
+  CHECK(four["test_loss"].get<double>() > one["test_loss"].get<double>() + 1.0);
+  CHECK(four["beta"] == 4.0);
+}
+
+TEST_CASE("causal-vae: nonsense settings are refused; a diverging run stops naming epoch, step and site") {
+  for (const char* flags : {"--threads -3", "--seed -1", "--z-dim 0", "--hidden-dim -4", "--lr 0", "--batch-size 0", "--epochs 0"}) {
+    CAPTURE(flags);
+    auto r = run(std::string("train ") + flags + " --out " + fresh_dir("nonsense"));
+    CHECK(r.rc != 0);
+    CHECK(r.output.find(std::string(flags).substr(0, std::string(flags).find(' ')) + ": must be") != std::string::npos);
+  }
+  const auto out = fresh_dir("diverged");
+  auto r = run("train --data " + tiny_csv() + kSmall + "--epochs 2 --lr 1000 --out " + out);
+  CAPTURE(r.output);
+  CHECK(r.rc != 0);
+  CHECK(r.output.find("training diverged in epoch 1, step ") != std::string::npos);
+  CHECK(r.output.find("site 'Z'") != std::string::npos);
+  CHECK(r.output.find("lower --lr than 1000") != std::string::npos);
+  CHECK(r.output.find("No checkpoint was written") != std::string::npos);
+  CHECK_FALSE(fs::exists(out + "/checkpoint.ember"));
+}
+
 TEST_CASE("causal-vae: bad flags and missing data are clear errors with a non-zero exit") {
   auto unknown = run("train --no-such-flag");
   CHECK(unknown.rc != 0);
@@ -230,6 +349,20 @@ TEST_CASE("causal-vae: train writes its run directory; resuming continues exactl
   const auto straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
   auto a = run("train --data " + csv + kSmall + "--epochs 2 --out " + straight);
   REQUIRE_MESSAGE(a.rc == 0, a.output);
+  // A CSV is split as the book does and every image is used; both are said and recorded.
+  CHECK(a.output.find("split book (random_split 80/20, generator seed 42") != std::string::npos);
+  CHECK(a.output.find("balance none (every training image each epoch") != std::string::npos);
+  const auto config = nlohmann::json::parse(slurp(straight + "/config.json"));
+  CHECK(config["split"] == "book");
+  CHECK(config["balance"] == "none");
+  // Runs written before --split/--balance read as what they used: stratified and balanced.
+  auto old = config;
+  old.erase("split");
+  old.erase("balance");
+  const auto old_cfg = causal_vae::train_config_from_json(old, "old config.json");
+  CHECK(old_cfg.split == data::SplitMethod::Stratified);
+  CHECK(old_cfg.balance == data::Balance::Balanced);
+  CHECK(causal_vae::default_split("bundled") == data::SplitMethod::Stratified);
   for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.ember", "loss-curve.png", "reconstructions.png",
                         "prior-samples.png"})
     CHECK_MESSAGE(fs::exists(straight + "/" + f), f);

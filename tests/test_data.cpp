@@ -373,8 +373,62 @@ TEST_CASE("split: deterministic for a seed, stratified, disjoint, 80/20") {
   CHECK(r == std::vector<int64_t>{8, 6, 2, 1, 5, 7, 0, 4, 3, 9});
 }
 
+TEST_CASE("book split: index for index the book's random_split (fixture from python3-torch)") {
+  std::ifstream in(std::string(EMBER_TEST_DATA_DIR) + "/data/book_split.json");
+  REQUIRE(in);
+  const auto fixture = nlohmann::json::parse(in);
+  REQUIRE(fixture["cases"].size() >= 8);
+  auto checksum = [](const std::vector<int64_t>& v) {
+    int64_t s = 0;
+    for (size_t i = 0; i < v.size(); ++i) s += int64_t(i + 1) * v[i];
+    return s;
+  };
+  for (const auto& c : fixture["cases"]) {
+    const int64_t n = c["n"];
+    CAPTURE(n);
+    const auto [train, test] = book_random_split(n);
+    CHECK(int64_t(train.size()) == c["train_size"].get<int64_t>());
+    CHECK(int64_t(test.size()) == c["test_size"].get<int64_t>());
+    if (c.contains("train")) {
+      CHECK(train == c["train"].get<std::vector<int64_t>>());
+      CHECK(test == c["test"].get<std::vector<int64_t>>());
+      continue;
+    }
+    for (const auto& [name, rows] : {std::pair{std::string("train"), train}, std::pair{std::string("test"), test}}) {
+      const auto head = c[name + "_head"].get<std::vector<int64_t>>(), tail = c[name + "_tail"].get<std::vector<int64_t>>();
+      CHECK(std::vector<int64_t>(rows.begin(), rows.begin() + std::ptrdiff_t(head.size())) == head);
+      CHECK(std::vector<int64_t>(rows.end() - std::ptrdiff_t(tail.size()), rows.end()) == tail);
+      CHECK(checksum(rows) == c[name + "_checksum"].get<int64_t>());
+    }
+  }
+}
+
+TEST_CASE("book split in DigitDataset: rows in random_split's order, independent of the seed, every row used") {
+  const DigitTable t = sample_table(97);
+  DatasetOptions o;
+  o.split = SplitMethod::Book;
+  o.seed = 11;
+  DigitDataset ds(t, o);
+  const auto [train, test] = book_random_split(97);
+  CHECK(ds.rows(Split::Train) == train);
+  CHECK(ds.rows(Split::Test) == test);
+  CHECK(ds.size(Split::Train) == 77);
+  auto epoch = ds.epoch_rows(Split::Train, 0);
+  std::sort(epoch.begin(), epoch.end());
+  auto sorted_train = train;
+  std::sort(sorted_train.begin(), sorted_train.end());
+  CHECK(epoch == sorted_train);  // the default balance uses every row
+  o.test_fraction = 0.3;
+  CHECK_THROWS_WITH_AS(DigitDataset(t, o), doctest::Contains("the book's split is 80/20"), ember::ValueError);
+  CHECK(split_method_from_string(to_string(SplitMethod::Book)) == SplitMethod::Book);
+  CHECK(balance_from_string(to_string(Balance::Balanced)) == Balance::Balanced);
+  CHECK_THROWS_WITH_AS(balance_from_string("yes"), doctest::Contains("expected none or styles"), ember::ValueError);
+}
+
 TEST_CASE("split of the bundled data: pinned rows for seed 0 (same on every run and platform)") {
-  DigitDataset ds(load_bundled());
+  DatasetOptions balanced;
+  balanced.balance = Balance::Balanced;
+  DigitDataset ds(load_bundled(), balanced);
   const auto& test = ds.rows(Split::Test);
   CHECK(std::vector<int64_t>(test.begin(), test.begin() + 8) == std::vector<int64_t>{0, 18, 19, 23, 27, 32, 34, 37});
   const auto e = ds.epoch_rows(Split::Train, 3);
@@ -424,6 +478,7 @@ TEST_CASE("balance: balanced epochs hold as many handwritten as typed images; Al
   }
   DatasetOptions o;
   o.seed = 7;
+  o.balance = Balance::Balanced;
   DigitDataset ds(t, o);
   CHECK(ds.size(Split::Train) == 320);
   std::set<int64_t> hw_seen;
@@ -456,6 +511,7 @@ TEST_CASE("balance: balanced epochs hold as many handwritten as typed images; Al
 TEST_CASE("bundled data set: balanced batches are half handwritten") {
   DatasetOptions o;
   o.seed = 3;
+  o.balance = Balance::Balanced;
   DigitDataset ds(load_bundled(), o);
   const auto c = ds.counts(Split::Train);
   int64_t hw = 0, ty = 0;

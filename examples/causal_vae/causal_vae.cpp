@@ -7,6 +7,7 @@
 #include "distributions/continuous_bernoulli.h"
 #include "distributions/normal.h"
 #include "distributions/one_hot_categorical.h"
+#include "io/state_dict.h"
 
 namespace ember::causal_vae {
 
@@ -200,7 +201,7 @@ torch::Tensor CausalVAE::counterfactual_samples(const Batch& observed, std::opti
 
 nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k) {
   torch::NoGradGuard no_grad;
-  double elbo_total = 0, iw_total = 0;
+  double objective_total = 0, elbo_total = 0, iw_total = 0;
   int64_t n = 0;
   // k copies of each image in one batch: per-row log weights log p(x, z) - log q(z | x).
   const int64_t images_per_batch = std::max<int64_t>(1, 4096 / k);
@@ -212,19 +213,30 @@ nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k)
     Trace model = trace(replay([&] { vae.training_model(tiled); }, guide)).get_trace();
     guide.compute_log_prob();
     model.compute_log_prob();
-    torch::Tensor log_w = -guide.at("Z").log_prob;
-    for (const char* site : {"Z", "digit", "is_handwritten", "img"}) log_w = log_w + model.at(site).log_prob;
+    // The training objective weights Z's terms by beta (the `scale` handler); the estimate of
+    // log p(x, labels) needs the densities themselves.
+    torch::Tensor objective = -guide.at("Z").log_prob, log_w = -guide.at("Z").unscaled_log_prob;
+    for (const char* site : {"Z", "digit", "is_handwritten", "img"}) {
+      objective = objective + model.at(site).log_prob;
+      log_w = log_w + model.at(site).unscaled_log_prob;
+    }
     log_w = log_w.reshape({m, k});
+    objective_total += objective.sum().item<double>() / static_cast<double>(k);
     elbo_total += log_w.mean(1).sum().item<double>();
     iw_total += (log_w.logsumexp(1) - std::log(static_cast<double>(k))).sum().item<double>();
     n += m;
   }
+  const double images = static_cast<double>(n);
   return {{"test_images", n},
-          {"test_loss", -elbo_total / static_cast<double>(n)},
+          {"beta", vae.config().beta},
+          {"test_loss", -objective_total / images},
+          {"negative_elbo", -elbo_total / images},
           {"importance_samples", k},
-          {"iw_log_likelihood", iw_total / static_cast<double>(n)},
-          {"note", "test_loss: average negative ELBO per image (nats); iw_log_likelihood: importance-weighted estimate "
-                   "of log p(image, digit, is_handwritten) per image, a lower bound tighter than -test_loss"}};
+          {"iw_log_likelihood", iw_total / images},
+          {"note", "test_loss: the training objective per image (nats; Z's KL weighted by beta, as in metrics.jsonl); "
+                   "negative_elbo: the unweighted negative ELBO (equal to test_loss when beta = 1); "
+                   "iw_log_likelihood: importance-weighted estimate of log p(image, digit, is_handwritten) per image, "
+                   "a lower bound tighter than -negative_elbo"}};
 }
 
 // ------------------------------------------------------------------ configs and data
@@ -240,7 +252,9 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"lr", c.lr},
           {"seed", c.seed},
           {"test_every", c.test_every},
-          {"data", c.data}};
+          {"data", c.data},
+          {"split", data::to_string(c.split)},
+          {"balance", data::to_string(c.balance)}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source) {
@@ -265,9 +279,49 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& s
   field("test_every", c.test_every);
   field("data", c.data);
   if (j.contains("beta")) field("beta", c.model.beta);  // absent in configs written before --beta
-  c.model.likelihood = likelihood_from_string(likelihood);
-  c.model.label_encoding = label_encoding_from_string(labels);
+  // Configs written before --split/--balance used the stratified split and balanced styles.
+  std::string split = "stratified", balance = "styles";
+  if (j.contains("split")) field("split", split);
+  if (j.contains("balance")) field("balance", balance);
+  try {
+    c.model.likelihood = likelihood_from_string(likelihood);
+    c.model.label_encoding = label_encoding_from_string(labels);
+    c.split = data::split_method_from_string(split);
+    c.balance = data::balance_from_string(balance);
+  } catch (const ValueError& e) {
+    throw ValueError(cat(source, ": ", e.what()));
+  }
   return c;
+}
+
+data::SplitMethod default_split(const std::string& data_spec) {
+  namespace fs = std::filesystem;
+  const bool csv_file = data_spec != "bundled" && !fs::is_directory(data_spec);
+  return csv_file ? data::SplitMethod::Book : data::SplitMethod::Stratified;
+}
+
+data::DigitDataset open_dataset(const TrainConfig& config, torch::Device device) {
+  data::DatasetOptions o;
+  o.seed = config.seed;
+  o.split = config.split;
+  o.balance = config.balance;
+  o.device = device;
+  return data::DigitDataset(load_digits(config.data), o);
+}
+
+std::string describe_data(const TrainConfig& config, const data::DigitDataset& ds) {
+  const auto counts = ds.counts(data::Split::All);
+  int64_t handwritten = 0, typed = 0;
+  for (int d = 0; d < 10; ++d) handwritten += counts[1][size_t(d)], typed += counts[0][size_t(d)];
+  const std::string split = config.split == data::SplitMethod::Book
+                                ? "book (random_split 80/20, generator seed 42, as the book)"
+                                : cat("stratified (20% of each digit and style, seed ", config.seed, ")");
+  const std::string balance = config.balance == data::Balance::All
+                                  ? "none (every training image each epoch, as the book)"
+                                  : "styles (each epoch subsamples the larger style to the size of the smaller)";
+  return cat("data ", config.data, ": ", handwritten + typed, " images (", handwritten, " handwritten, ", typed,
+             " typed); split ", split, ": ", ds.size(data::Split::Train), " train, ", ds.size(data::Split::Test),
+             " test; balance ", balance);
 }
 
 data::DigitTable load_digits(const std::string& spec) {
@@ -281,6 +335,150 @@ data::DigitTable load_digits(const std::string& spec) {
   std::getline(in, header);
   if (header.rfind("names", 0) == 0) return data::load_tmnist_csv(spec);
   return data::load_book_csv(spec);
+}
+
+// ------------------------------------------------------------------ importing PyTorch weights
+
+namespace {
+
+/// One network's tensors as read, with the name of the file they came from.
+struct NetworkFile {
+  std::string network;  // "encoder" or "decoder"
+  std::string source;
+  io::NamedTensors tensors;
+
+  const torch::Tensor* find(const std::string& key) const {
+    for (const auto& [k, t] : tensors)
+      if (k == key) return &t;
+    return nullptr;
+  }
+  /// The shape of `key`; ValueError naming the file if it is absent.
+  std::vector<int64_t> shape(const std::string& key) const {
+    if (const auto* t = find(key)) return t->sizes().vec();
+    std::string keys;
+    for (const auto& [k, t] : tensors) keys += cat(keys.empty() ? "" : ", ", k);
+    throw ValueError(cat(network, " weights '", source, "' have no key '", key, "' (keys: ", keys, ")"));
+  }
+  /// Renames layer `from` (keys `from.*`) to `to`; returns how many keys it renamed.
+  int rename_layer(const std::string& from, const std::string& to) {
+    int renamed = 0;
+    for (auto& [k, t] : tensors)
+      if (k.compare(0, from.size() + 1, from + ".") == 0) {
+        k = to + k.substr(from.size());
+        ++renamed;
+      }
+    return renamed;
+  }
+};
+
+std::string layer_of(const std::string& key) { return key.substr(0, key.rfind('.')); }
+
+/// "--key-map decoder.out=fc2" for each module layer the file lacks that one of the file's
+/// extra layers fits by shape.
+std::string key_map_hint(torch::nn::Module& net, const NetworkFile& file) {
+  std::map<std::string, std::vector<int64_t>> wanted, offered;  // layer -> weight shape
+  for (const auto& item : net.named_parameters())
+    if (!file.find(item.key()) && item.key().size() > 7 && item.key().substr(item.key().size() - 7) == ".weight")
+      wanted[layer_of(item.key())] = item.value().sizes().vec();
+  auto params = net.named_parameters();
+  for (const auto& [k, t] : file.tensors)
+    if (!params.contains(k) && k.size() > 7 && k.substr(k.size() - 7) == ".weight") offered[layer_of(k)] = t.sizes().vec();
+  std::string hint;
+  for (const auto& [layer, shape] : wanted)
+    for (const auto& [from, from_shape] : offered)
+      if (from_shape == shape) hint += cat(hint.empty() ? "" : " ", "--key-map ", file.network, ".", from, "=", layer);
+  return hint;
+}
+
+}  // namespace
+
+ImportedWeights import_weights(const ImportOptions& o, Config base) {
+  NetworkFile enc{"encoder", o.encoder(), {}}, dec{"decoder", o.decoder(), {}};
+  if (!o.state_dict().empty()) {
+    if (!o.encoder().empty() || !o.decoder().empty())
+      throw ValueError("import-weights: give either --state-dict or --encoder and --decoder, not both");
+    enc.source = dec.source = o.state_dict();
+    for (auto& [k, t] : io::load_torch_state_dict(o.state_dict())) {
+      if (k.rfind("encoder.", 0) == 0) enc.tensors.emplace_back(k.substr(8), t);
+      else if (k.rfind("decoder.", 0) == 0) dec.tensors.emplace_back(k.substr(8), t);
+      else throw ValueError(cat("state_dict '", o.state_dict(), "': key '", k,
+                                "' belongs to neither encoder. nor decoder.; give the networks' files with --encoder and --decoder"));
+    }
+  } else {
+    if (o.encoder().empty() || o.decoder().empty())
+      throw ValueError("import-weights needs --state-dict, or both --encoder and --decoder");
+    enc.tensors = io::load_torch_state_dict(o.encoder());
+    dec.tensors = io::load_torch_state_dict(o.decoder());
+  }
+
+  ImportedWeights out;
+  bool decoder_mapped = false;
+  for (const auto& spec : o.key_map()) {
+    const auto eq = spec.find('='), dot = spec.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+      throw ValueError(cat("--key-map '", spec, "': expected <encoder|decoder>.<file layer>=<layer>, e.g. decoder.fc21=fc2"));
+    const std::string network = spec.substr(0, dot), from = spec.substr(dot + 1, eq - dot - 1), to = spec.substr(eq + 1);
+    if (network != "encoder" && network != "decoder")
+      throw ValueError(cat("--key-map '", spec, "': '", network, "' is neither encoder nor decoder"));
+    auto& file = network == "encoder" ? enc : dec;
+    if (file.rename_layer(from, to) == 0) throw ValueError(cat("--key-map '", spec, "': ", network, " weights '", file.source, "' have no layer '", from, "'"));
+    decoder_mapped |= network == "decoder";
+    out.notes.push_back(cat(network, " layer '", from, "' read as '", to, "' (--key-map)"));
+  }
+  // The book's published decoder names its output layer fc21.
+  if (!decoder_mapped && !dec.find("fc2.weight") && dec.find("fc21.weight") && dec.find("fc21.bias")) {
+    dec.rename_layer("fc21", "fc2");
+    out.notes.push_back("decoder layer 'fc21' read as 'fc2' (the layout of the book's published weights)");
+  }
+
+  // Sizes and label encoding from the shapes: encoder fc1 [hidden, 784 + 10 + style],
+  // encoder fc21 [z, hidden], decoder fc1 [hidden, z + 10 + style].
+  const auto enc_fc1 = enc.shape("fc1.weight"), enc_fc21 = enc.shape("fc21.weight"), dec_fc1 = dec.shape("fc1.weight");
+  const int64_t hidden = enc_fc1[0], z = enc_fc21[0];
+  const int64_t enc_style = enc_fc1[1] - base.image_dim - base.num_digits, dec_style = dec_fc1[1] - z - base.num_digits;
+  std::optional<LabelEncoding> seen;
+  if (enc_style == dec_style && (enc_style == 1 || enc_style == 2))
+    seen = enc_style == 1 ? LabelEncoding::indicator : LabelEncoding::one_hot;
+  auto describe = [&] {
+    return cat("encoder fc1.weight ", shape_str(enc_fc1), ", fc21.weight ", shape_str(enc_fc21), "; decoder fc1.weight ",
+               shape_str(dec_fc1));
+  };
+  Config c = base;
+  if (o.label_encoding()) {
+    c.label_encoding = *o.label_encoding();
+    if (seen && *seen != c.label_encoding)
+      throw ValueError(cat("the weights take is_handwritten ", *seen == LabelEncoding::one_hot ? "one-hot (2 inputs)" : "as an indicator (1 input)",
+                           " (", describe(), "), but --label-encoding ", to_string(c.label_encoding), " was given; --label-encoding ",
+                           to_string(*seen), " fits them"));
+  } else if (seen) {
+    c.label_encoding = *seen;
+  } else {
+    throw ValueError(cat("cannot tell how the weights take is_handwritten (", describe(), "): expected 1 (indicator) or 2 (one-hot) inputs beyond the ",
+                         base.image_dim, " pixels and ", base.num_digits, " digits"));
+  }
+  auto size = [&](const char* flag, const std::optional<int64_t>& given, int64_t found) {
+    if (given && *given != found)
+      throw ValueError(cat(flag, " ", *given, " was given, but the weights have ", found, " (", describe(), "); ", flag, " ", found, " fits them"));
+    return found;
+  };
+  c.z_dim = size("--z-dim", o.z_dim(), z);
+  c.hidden_dim = size("--hidden-dim", o.hidden_dim(), hidden);
+  out.notes.insert(out.notes.begin(), cat("recognised: is_handwritten ", to_string(c.label_encoding), ", z_dim ", c.z_dim,
+                                          ", hidden_dim ", c.hidden_dim, " (", describe(), ")"));
+
+  out.config = c;
+  out.vae = std::make_shared<CausalVAE>(c);
+  for (auto* file : {&enc, &dec}) {
+    torch::nn::Module& net = file == &enc ? static_cast<torch::nn::Module&>(*out.vae->encoder())
+                                          : static_cast<torch::nn::Module&>(*out.vae->decoder());
+    try {
+      io::load_state_dict_into(net, file->tensors, file->source);
+    } catch (const ValueError& e) {
+      const auto hint = key_map_hint(net, *file);
+      throw ValueError(cat(file->network, ": ", e.what(), hint.empty() ? "" : cat("; ", hint, " would fit")));
+    }
+  }
+  return out;
 }
 
 }  // namespace ember::causal_vae

@@ -6,9 +6,13 @@
 /// The model and guide are ordinary functions calling Ember's primitives, so they read like
 /// the book's Pyro listings 5.4-5.9 (see docs/tutorial-causal-vae.md).
 
+#include <torch/arg.h>
 #include <torch/torch.h>
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "datasets/datasets.h"
 #include "ppl/ppl.h"
@@ -154,11 +158,61 @@ struct TrainConfig {
   int64_t test_every = 1;
   /// "bundled", a folder of MNIST IDX files, or a CSV file (book or Kaggle layout).
   std::string data = "bundled";
+  /// How train and test are split; default_split() picks the book's for a CSV.
+  data::SplitMethod split = data::SplitMethod::Stratified;
+  /// Which training images an epoch visits (the book: every one).
+  data::Balance balance = data::Balance::All;
 };
+
+/// The split a run uses unless told otherwise: the book's random_split for a CSV file (the
+/// book's data), the stratified split for the bundled data and IDX folders.
+data::SplitMethod default_split(const std::string& data_spec);
+
+/// The data set of a run: its data, split, balance and seed, on `device`.
+data::DigitDataset open_dataset(const TrainConfig& config, torch::Device device);
+
+/// One line saying what a run's data set holds and how it is used (source, images per style,
+/// split and its sizes, balance).
+std::string describe_data(const TrainConfig& config, const data::DigitDataset& ds);
 
 nlohmann::json to_json(const TrainConfig& c);
 /// Parses a config; throws ValueError naming `source` and the bad field.
 TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& source);
+
+/// Where import_weights() reads the networks from, and what it may not infer.
+struct ImportOptions {
+  /// state_dict of a whole VAE (keys `encoder.fc1.weight`, `decoder.fc1.weight`, ...), or
+  /// empty to read `encoder` and `decoder`.
+  TORCH_ARG(std::string, state_dict) = "";
+  /// state_dict of the encoder (fc1, fc21, fc22).
+  TORCH_ARG(std::string, encoder) = "";
+  /// state_dict of the decoder (fc1, fc2; the book's published file names it fc21).
+  TORCH_ARG(std::string, decoder) = "";
+  /// Layer renames `"<encoder|decoder>.<file layer>=<Ember layer>"`, e.g. `"decoder.out=fc2"`.
+  TORCH_ARG(std::vector<std::string>, key_map) = {};
+  /// Settings the user gave (the others are read off the weights' shapes): fixed, and
+  /// refused with a suggestion when the weights do not fit them.
+  TORCH_ARG(std::optional<LabelEncoding>, label_encoding) = std::nullopt;
+  TORCH_ARG(std::optional<int64_t>, z_dim) = std::nullopt;
+  TORCH_ARG(std::optional<int64_t>, hidden_dim) = std::nullopt;
+};
+
+/// Networks read from PyTorch state_dicts, with the layout they were recognised as.
+struct ImportedWeights {
+  /// `base` with the label encoding and sizes the weights have.
+  Config config;
+  std::shared_ptr<CausalVAE> vae;
+  /// What was recognised or renamed, one sentence each (for the user).
+  std::vector<std::string> notes;
+};
+
+/// Loads encoder and decoder weights saved with `torch.save(net.state_dict())`. The label
+/// encoding (is_handwritten as an indicator or one-hot), z_dim and hidden_dim are read off the
+/// shapes unless `options` fixes them; a decoder whose output layer is `fc21` and has no `fc2`
+/// (the book's published mnist_tmnist_decoder_weights.pt) is read as fc2. Other settings
+/// (likelihood, beta) come from `base`. Throws ValueError naming the file, every missing and
+/// unexpected key, and the option (`--label-encoding`, `--z-dim`, `--key-map ...`) that would fit.
+ImportedWeights import_weights(const ImportOptions& options, Config base);
 
 /// Loads digits from "bundled", a folder of IDX files or a CSV file (layout detected from
 /// its header); throws IOError naming the path otherwise.

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+
+#include <unistd.h>
 
 #include "examples/causal_vae/causal_vae.h"
 #include "examples/causal_vae/run_dir.h"
@@ -27,6 +30,20 @@ namespace {
 
 // ------------------------------------------------------------------ shared options
 
+// Bounds on a number, with a plain message (CLI11's own print the range's limits in full).
+CLI::Validator number_above(double lower, bool inclusive) {
+  return CLI::Validator(
+      [lower, inclusive](std::string& input) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(input, v)) return cat("'", input, "' is not a number");
+        if (inclusive ? v >= lower : v > lower) return std::string();
+        return cat("must be ", inclusive ? ">= " : "> ", lower, ", got ", input);
+      },
+      inclusive ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = number_above(0, false);
+const CLI::Validator kNonNegative = number_above(0, true);
+
 struct DataOptions {
   std::string data = "bundled";
   int64_t threads = 0;
@@ -36,7 +53,9 @@ struct DataOptions {
 void add_data_options(CLI::App* app, DataOptions& o) {
   app->add_option("--data", o.data, "bundled | a folder of MNIST IDX files | a CSV in the book's or Kaggle's layout")
       ->capture_default_str();
-  app->add_option("--threads", o.threads, "LibTorch intra-op threads (0 = LibTorch's default)")->capture_default_str();
+  app->add_option("--threads", o.threads, "LibTorch intra-op threads (0 = LibTorch's default)")
+      ->check(kNonNegative)
+      ->capture_default_str();
   app->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
 }
 
@@ -48,13 +67,6 @@ torch::Device parse_device(const std::string& s) {
 
 void apply_threads(int64_t threads) {
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
-}
-
-data::DigitDataset open_dataset(const std::string& spec, uint64_t seed, torch::Device device) {
-  data::DatasetOptions o;
-  o.seed = seed;
-  o.device = device;
-  return data::DigitDataset(causal_vae::load_digits(spec), o);
 }
 
 // Positions in the test split -> a model batch.
@@ -69,10 +81,47 @@ causal_vae::Batch test_examples(const data::DigitDataset& ds, const std::vector<
   return causal_vae::to_model_batch(ds.gather(torch::tensor(picked, torch::kLong)));
 }
 
-std::vector<int64_t> first_n(int64_t n) {
-  std::vector<int64_t> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
-  return v;
+// Digit and is_handwritten of each test-split position.
+std::pair<std::vector<int64_t>, std::vector<bool>> test_labels(const data::DigitDataset& ds) {
+  auto batch = ds.gather(torch::tensor(ds.rows(data::Split::Test), torch::kLong));
+  auto labels = batch.labels.cpu().contiguous(), styles = (batch.handwritten > 0.5).cpu().contiguous();
+  const int64_t n = labels.size(0);
+  std::vector<int64_t> l(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + n);
+  std::vector<bool> h(styles.data_ptr<bool>(), styles.data_ptr<bool>() + n);
+  return {l, h};
+}
+
+// Up to `n` positions in the test split covering every (style, digit) cell: one handwritten
+// image of each digit 0-9, then one typed of each, then the next round, in split order.
+std::vector<int64_t> varied_test_positions(const data::DigitDataset& ds, int64_t n) {
+  const auto [labels, styles] = test_labels(ds);
+  std::vector<std::vector<int64_t>> cells(20);  // handwritten 0-9, then typed 0-9
+  for (size_t i = 0; i < labels.size(); ++i) cells[(styles[i] ? 0 : 10) + static_cast<size_t>(labels[i])].push_back(int64_t(i));
+  std::vector<int64_t> picked;
+  for (size_t round = 0; static_cast<int64_t>(picked.size()) < n; ++round) {
+    const size_t before = picked.size();
+    for (const auto& cell : cells)
+      if (round < cell.size() && static_cast<int64_t>(picked.size()) < n) picked.push_back(cell[round]);
+    if (picked.size() == before) break;  // every test image is taken
+  }
+  return picked;
+}
+
+// One test image of each digit 0-9, handwritten for even digits and typed for odd ones (the
+// other style where the split has none).
+std::vector<int64_t> one_per_digit_test_positions(const data::DigitDataset& ds) {
+  const auto [labels, styles] = test_labels(ds);
+  std::vector<int64_t> picked;
+  for (int64_t d = 0; d < 10; ++d) {
+    std::optional<int64_t> wanted, other;
+    for (size_t p = 0; p < labels.size(); ++p) {
+      if (labels[p] != d) continue;
+      auto& slot = styles[p] == (d % 2 == 0) ? wanted : other;
+      if (!slot) slot = int64_t(p);
+    }
+    if (wanted || other) picked.push_back(wanted ? *wanted : *other);
+  }
+  return picked;
 }
 
 // ------------------------------------------------------------------ pictures
@@ -129,6 +178,39 @@ void write_loss_curve(const causal_vae::RunDir& run) {
 
 // ------------------------------------------------------------------ train
 
+// Where a diverged step went wrong: the first site whose parameters are not valid, and the
+// network parameters holding non-finite values.
+std::string diagnose_divergence(CausalVAE& vae, const causal_vae::Batch& b) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> found;
+  auto [loc, scale] = vae.encoder()->forward(b.image, b.digit, vae.encode_style(b.is_handwritten));
+  if (!loc.isfinite().all().item<bool>()) found.push_back("site 'Z' (guide): the encoder's loc is not finite");
+  else if (!(scale.isfinite() & (scale > 0)).all().item<bool>())
+    found.push_back(cat("site 'Z' (guide): the encoder's scale is not finite and positive (it ranges over [",
+                        scale.min().item<double>(), ", ", scale.max().item<double>(), "])"));
+  else if (auto probs = vae.decoder()->forward(loc, b.digit, vae.encode_style(b.is_handwritten)); !probs.isfinite().all().item<bool>())
+    found.push_back("site 'img' (model): the decoder's pixel probabilities are not finite");
+  std::string bad;
+  for (auto* net : {static_cast<torch::nn::Module*>(vae.encoder().get()), static_cast<torch::nn::Module*>(vae.decoder().get())})
+    for (const auto& p : net->named_parameters())
+      if (!p.value().isfinite().all().item<bool>())
+        bad += cat(bad.empty() ? "" : ", ", net == vae.encoder().get() ? "encoder." : "decoder.", p.key());
+  if (!bad.empty()) found.push_back(cat("parameters with non-finite values: ", bad));
+  std::string out;
+  for (const auto& f : found) out += cat("; ", f);
+  return out;
+}
+
+// The message of a diverged run: where, why, what is kept, what to try.
+ValueError divergence_error(const causal_vae::RunDir& run, const causal_vae::TrainConfig& cfg, int64_t epoch, int64_t step,
+                            const std::string& what, const std::string& diagnosis) {
+  const std::string kept = run.has_checkpoint()
+                               ? cat("The last good checkpoint (after epoch ", epoch - 1, ") is kept in ", run.checkpoint())
+                               : std::string("No checkpoint was written");
+  return ValueError(cat("training diverged in epoch ", epoch, ", step ", step, ": ", what, diagnosis, ". ", kept,
+                        ". Train again with a lower --lr than ", cfg.lr, " (e.g. --lr ", cfg.lr / 10, ") into a new --out"));
+}
+
 struct TrainOptions {
   DataOptions data;
   causal_vae::TrainConfig train;
@@ -162,7 +244,8 @@ int train(TrainOptions& o) {
   const auto device = parse_device(o.data.device);
   run.create();
 
-  auto ds = open_dataset(cfg.data, cfg.seed, device);
+  auto ds = causal_vae::open_dataset(cfg, device);
+  std::cout << causal_vae::describe_data(cfg, ds) << std::endl;
   torch::manual_seed(cfg.seed);
   clear_param_store();
   CausalVAE vae(cfg.model, device);
@@ -179,21 +262,39 @@ int train(TrainOptions& o) {
     std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
   }
   run.write_config(cfg);  // only once the data and any checkpoint have loaded
-  const auto examples = test_examples(ds, first_n(std::min<int64_t>(16, ds.size(data::Split::Test))));
+  const auto examples = test_examples(ds, varied_test_positions(ds, 20));
 
-  viz::ProgressBar bar(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
+  // A bar redrawn in place on a terminal; elsewhere (CI logs, files) the metrics line below is
+  // the one line per epoch.
+  std::optional<viz::ProgressBar> bar;
+  if (::isatty(::fileno(stdout)) && ::isatty(::fileno(stderr)))
+    bar.emplace(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
   for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
     auto t0 = std::chrono::steady_clock::now();
-    bar.start_epoch(epoch + 1);
+    if (bar) bar->start_epoch(epoch + 1);
     double total = 0;
     int64_t seen = 0, step = 0;
     for (const auto& batch : ds.epoch(data::Split::Train, cfg.batch_size, epoch)) {
       auto b = causal_vae::to_model_batch(batch);
-      total += svi.step(b);
+      double loss = 0;
+      try {
+        loss = svi.step(b);
+      } catch (const ember::Error& e) {
+        // The first line says what was invalid; the rest (trace shapes, how to turn checks off)
+        // does not help here.
+        std::string what = e.what();
+        what = what.substr(0, std::min(what.find('\n'), what.find(" Pass validate_args")));
+        throw divergence_error(run, cfg, epoch + 1, step + 1, cat("invalid distribution parameter (", what, ")"),
+                               diagnose_divergence(vae, b));
+      }
+      if (!std::isfinite(loss))
+        throw divergence_error(run, cfg, epoch + 1, step + 1, cat("the loss is ", loss), diagnose_divergence(vae, b));
+      total += loss;
       seen += b.image.size(0);
-      bar.update(++step, total / static_cast<double>(seen));
+      ++step;
+      if (bar) bar->update(step, total / static_cast<double>(seen));
     }
-    bar.finish_epoch(total / static_cast<double>(seen));
+    if (bar) bar->finish_epoch(total / static_cast<double>(seen));
     nlohmann::json metrics = {{"epoch", epoch + 1}, {"train_loss", total / static_cast<double>(seen)}, {"test_loss", nullptr}};
     const bool test_now = (epoch + 1) % cfg.test_every == 0 || epoch + 1 == cfg.epochs;
     // Evaluation and pictures draw from their own seeded stream, which `seed` restores on
@@ -205,7 +306,7 @@ int train(TrainOptions& o) {
     }
     metrics["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (test_now) {
-      write_reconstructions(vae, examples, run.path("reconstructions.png"), 8);
+      write_reconstructions(vae, examples, run.path("reconstructions.png"), 10);
       viz::write_image_grid(run.path("prior-samples.png"), generate_grid(vae, 4), generate_grid_options(4));
     }
     evaluation_stream.reset();
@@ -217,7 +318,7 @@ int train(TrainOptions& o) {
   std::cout << "\nRun directory: " << fs::absolute(run.dir()).string() << "\n"
             << "  metrics:          " << run.path("metrics.jsonl") << "\n"
             << "  loss curve:       " << run.path("loss-curve.png") << "\n"
-            << "  reconstructions:  " << run.path("reconstructions.png") << " (test images, reconstructions below)\n"
+            << "  reconstructions:  " << run.path("reconstructions.png") << " (each digit 0-9 handwritten, then typed; reconstructions below each row)\n"
             << "  generated digits: " << run.path("prior-samples.png")
             << " (rows: digits 0-9; columns: 4 handwritten, then 4 typed)\n";
   return 0;
@@ -263,7 +364,7 @@ std::string out_or(const RunOptions& o, const std::string& name) {
 
 int evaluate(const RunOptions& o, int64_t k) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   torch::manual_seed(r.cfg.seed);
   auto result = causal_vae::evaluate(*r.vae, ds, k);
   const auto path = out_or(o, "evaluation.json");
@@ -274,10 +375,10 @@ int evaluate(const RunOptions& o, int64_t k) {
 
 int reconstruct(const RunOptions& o, int64_t count) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   const auto path = out_or(o, "reconstructions.png");
-  write_reconstructions(*r.vae, test_examples(ds, first_n(count)), path, 8);
-  std::cout << "wrote " << path << " (test images, reconstructions below)\n";
+  write_reconstructions(*r.vae, test_examples(ds, varied_test_positions(ds, count)), path, 10);
+  std::cout << "wrote " << path << " (each digit 0-9 handwritten, then typed; reconstructions below each row)\n";
   return 0;
 }
 
@@ -323,7 +424,8 @@ int intervene(const RunOptions& o, int64_t digit, int64_t handwritten, int64_t c
 int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std::string& set_style, int64_t set_digit,
                    const std::string& abduction, int64_t samples, uint64_t seed) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
+  if (indices.empty()) indices = one_per_digit_test_positions(ds);
   auto b = test_examples(ds, indices);
   torch::NoGradGuard no_grad;
   auto seeded = ember::seed(seed);
@@ -365,7 +467,7 @@ int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std:
 
 int judge(const RunOptions& o, causal_vae::JudgeOptions jo) {
   auto r = load_run(o);
-  auto ds = open_dataset(r.cfg.data, r.cfg.seed, r.vae->device());
+  auto ds = causal_vae::open_dataset(r.cfg, r.vae->device());
   auto report = causal_vae::judge(*r.vae, ds, jo);
   const auto path = out_or(o, "judge.json");
   write_file_atomic(path, report.dump(2) + "\n");
@@ -378,23 +480,15 @@ int judge(const RunOptions& o, causal_vae::JudgeOptions jo) {
   return 0;
 }
 
-int import_weights(const std::string& state_dict, const std::string& encoder_file, const std::string& decoder_file,
-                   causal_vae::TrainConfig cfg, const std::string& out) {
+int import_weights(const causal_vae::ImportOptions& io_options, causal_vae::TrainConfig cfg, const std::string& out) {
   causal_vae::RunDir run(out);
   if (run.has_checkpoint())
     throw ValueError(cat("--out ", out, " already holds a run (", run.checkpoint(), "); choose another --out"));
   clear_param_store();
-  CausalVAE vae(cfg.model);
-  if (!state_dict.empty()) {
-    io::load_state_dict_into(*vae.encoder(), state_dict, io::LoadStateDictOptions().prefix("encoder."));
-    io::load_state_dict_into(*vae.decoder(), state_dict, io::LoadStateDictOptions().prefix("decoder."));
-  } else {
-    if (encoder_file.empty() || decoder_file.empty())
-      throw ValueError("import-weights needs --state-dict, or both --encoder and --decoder");
-    io::load_state_dict_into(*vae.encoder(), encoder_file);
-    io::load_state_dict_into(*vae.decoder(), decoder_file);
-  }
-  vae.register_modules();
+  auto imported = causal_vae::import_weights(io_options, cfg.model);
+  for (const auto& note : imported.notes) std::cout << note << "\n";
+  cfg.model = imported.config;
+  imported.vae->register_modules();
   run.create();
   run.write_config(cfg);
   infer::Adam fresh(infer::AdamOptions().lr(cfg.lr));
@@ -404,10 +498,12 @@ int import_weights(const std::string& state_dict, const std::string& encoder_fil
 }
 
 void add_model_options(CLI::App* app, causal_vae::TrainConfig& c, std::string& likelihood, std::string& labels) {
-  app->add_option("--z-dim", c.model.z_dim, "dimension of the latent Z")->capture_default_str();
-  app->add_option("--hidden-dim", c.model.hidden_dim, "hidden units of encoder and decoder")->capture_default_str();
+  app->add_option("--z-dim", c.model.z_dim, "dimension of the latent Z")->check(kPositive)->capture_default_str();
+  app->add_option("--hidden-dim", c.model.hidden_dim, "hidden units of encoder and decoder")
+      ->check(kPositive)
+      ->capture_default_str();
   app->add_option("--beta", c.model.beta, "weight of Z's KL term (1 = the book's ELBO)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   app->add_option("--likelihood", likelihood, "bernoulli (as the book) or continuous-bernoulli")
       ->check(CLI::IsMember({"bernoulli", "continuous-bernoulli"}))
@@ -428,46 +524,54 @@ int main(int argc, char** argv) {
   auto* train_cmd = app.add_subcommand("train", "train with SVI; writes config, metrics, checkpoint and pictures into --out");
   add_data_options(train_cmd, train_o.data);
   add_model_options(train_cmd, train_o.train, likelihood, labels);
-  train_cmd->add_option("--epochs", train_o.train.epochs, "training epochs")->capture_default_str();
-  train_cmd->add_option("--batch-size", train_o.train.batch_size, "minibatch size")->capture_default_str();
-  train_cmd->add_option("--lr", train_o.train.lr, "Adam learning rate")->capture_default_str();
+  train_cmd->add_option("--epochs", train_o.train.epochs, "training epochs")->check(kPositive)->capture_default_str();
+  train_cmd->add_option("--batch-size", train_o.train.batch_size, "minibatch size")->check(kPositive)->capture_default_str();
+  train_cmd->add_option("--lr", train_o.train.lr, "Adam learning rate")->check(kPositive)->capture_default_str();
   train_cmd->add_option("--seed", train_o.train.seed, "seed of the split, the data order and the initialisation")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  std::string split, balance = "none";
+  train_cmd->add_option("--split", split, "book (random_split 80/20 with seed 42, as the book; default for a CSV) or stratified (default otherwise)")
+      ->check(CLI::IsMember({"book", "stratified"}));
+  train_cmd->add_option("--balance", balance, "none (every image each epoch, as the book) or styles (subsample the larger style each epoch)")
+      ->check(CLI::IsMember({"none", "styles"}))
       ->capture_default_str();
   train_cmd->add_option("--test-every", train_o.train.test_every, "epochs between test evaluations and pictures")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   train_cmd->add_option("--out", train_o.out, "run directory")->capture_default_str();
   train_cmd->add_flag("--resume", train_o.resume, "continue the run in --out from its checkpoint");
 
   RunOptions eval_o, recon_o, gen_o, int_o, cf_o;
-  int64_t k = 100, count = 16, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
+  int64_t k = 100, count = 20, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
   uint64_t seed = 0;
-  std::vector<int64_t> indices = {0, 1, 2, 3, 4, 5, 6, 7};
+  std::vector<int64_t> indices;
   std::string set_style = "flip", abduction = "mean";
   int64_t cf_samples = 1;
   uint64_t cf_seed = 0;
   auto* eval_cmd = app.add_subcommand("evaluate", "test loss and an importance-weighted log-likelihood estimate");
   add_run_options(eval_cmd, eval_o);
-  eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(CLI::PositiveNumber)->capture_default_str();
-  auto* recon_cmd = app.add_subcommand("reconstruct", "PNG of test images above their reconstructions");
+  eval_cmd->add_option("-k,--num-samples", k, "importance samples per image")->check(kPositive)->capture_default_str();
+  auto* recon_cmd = app.add_subcommand("reconstruct", "PNG of test images (each digit, handwritten and typed) above their reconstructions");
   add_run_options(recon_cmd, recon_o);
-  recon_cmd->add_option("--count", count, "number of test images")->check(CLI::PositiveNumber)->capture_default_str();
+  recon_cmd->add_option("--count", count, "number of test images")->check(kPositive)->capture_default_str();
   auto* gen_cmd = app.add_subcommand("generate", "PNG grid: each digit 0-9 x handwritten/typed");
   add_run_options(gen_cmd, gen_o);
-  gen_cmd->add_option("--per-cell", per_cell, "images per (digit, style)")->check(CLI::PositiveNumber)->capture_default_str();
-  gen_cmd->add_option("--seed", seed, "seed of the draws")->capture_default_str();
+  gen_cmd->add_option("--per-cell", per_cell, "images per (digit, style)")->check(kPositive)->capture_default_str();
+  gen_cmd->add_option("--seed", seed, "seed of the draws")->check(kNonNegative)->capture_default_str();
   auto* int_cmd = app.add_subcommand("intervene", "PNG of draws from P(image | do(digit = d, is_handwritten = h))");
   add_run_options(int_cmd, int_o);
   int_cmd->add_option("--digit", digit, "intervened digit")->check(CLI::Range(0, 9))->capture_default_str();
   int_cmd->add_option("--handwritten", handwritten, "intervened is_handwritten (0 or 1)")
       ->check(CLI::Range(0, 1))
       ->capture_default_str();
-  int_cmd->add_option("--count", count, "number of draws")->check(CLI::PositiveNumber)->capture_default_str();
-  int_cmd->add_option("--seed", seed, "seed of the draws")->capture_default_str();
+  int_cmd->add_option("--count", count, "number of draws")->check(kPositive)->capture_default_str();
+  int_cmd->add_option("--seed", seed, "seed of the draws")->check(kNonNegative)->capture_default_str();
   auto* cf_cmd = app.add_subcommand("counterfactual",
                                     "abduction (Z from the guide), action (set labels), prediction (decode)");
   add_run_options(cf_cmd, cf_o);
-  cf_cmd->add_option("--indices", indices, "positions of the images in the test split")->capture_default_str();
+  cf_cmd->add_option("--indices", indices,
+                     "positions of the images in the test split (default: one of each digit, handwritten for even digits, typed for odd)");
   cf_cmd->add_option("--set-handwritten", set_style, "flip, handwritten or typed")
       ->check(CLI::IsMember({"flip", "handwritten", "typed"}))
       ->capture_default_str();
@@ -485,10 +589,18 @@ int main(int argc, char** argv) {
   auto* judge_cmd = app.add_subcommand(
       "judge", "train an independent digit/style classifier and score generated images and counterfactuals with it");
   add_run_options(judge_cmd, judge_o);
-  judge_cmd->add_option("--classifier-epochs", judge_opts.classifier_epochs, "classifier training epochs")->capture_default_str();
-  judge_cmd->add_option("--per-cell", judge_opts.images_per_cell, "generated images per (digit, style)")->capture_default_str();
-  judge_cmd->add_option("--counterfactuals", judge_opts.counterfactuals, "test images to flip")->capture_default_str();
-  judge_cmd->add_option("--seed", judge_opts.seed, "seed of the classifier and the draws")->capture_default_str();
+  judge_cmd->add_option("--classifier-epochs", judge_opts.classifier_epochs, "classifier training epochs")
+      ->check(kPositive)
+      ->capture_default_str();
+  judge_cmd->add_option("--per-cell", judge_opts.images_per_cell, "generated images per (digit, style)")
+      ->check(kPositive)
+      ->capture_default_str();
+  judge_cmd->add_option("--counterfactuals", judge_opts.counterfactuals, "test images to flip")
+      ->check(kPositive)
+      ->capture_default_str();
+  judge_cmd->add_option("--seed", judge_opts.seed, "seed of the classifier and the draws")
+      ->check(kNonNegative)
+      ->capture_default_str();
 
   std::string render_prefix = "causal-vae-model";
   int64_t render_batch = 256;
@@ -501,11 +613,17 @@ int main(int argc, char** argv) {
 
   causal_vae::TrainConfig import_cfg;
   std::string import_sd, import_enc, import_dec, import_out = "runs/imported", ilik = "bernoulli", ilab = "indicator";
-  auto* import_cmd = app.add_subcommand("import-weights", "load encoder/decoder weights saved with torch.save(state_dict)");
+  std::vector<std::string> import_key_map;
+  auto* import_cmd = app.add_subcommand(
+      "import-weights",
+      "load encoder/decoder weights saved with torch.save(state_dict); label encoding and sizes are read off the shapes "
+      "unless given");
   import_cmd->add_option("--state-dict", import_sd, "state_dict of the whole VAE (keys encoder.fc1.weight, decoder.fc1.weight, ...)")
       ->check(CLI::ExistingFile);
   import_cmd->add_option("--encoder", import_enc, "state_dict of the encoder (fc1, fc21, fc22)")->check(CLI::ExistingFile);
-  import_cmd->add_option("--decoder", import_dec, "state_dict of the decoder (fc1, fc2)")->check(CLI::ExistingFile);
+  import_cmd->add_option("--decoder", import_dec, "state_dict of the decoder (fc1, fc2; fc21 as in the book's published weights)")
+      ->check(CLI::ExistingFile);
+  import_cmd->add_option("--key-map", import_key_map, "rename a layer of the files: <encoder|decoder>.<file layer>=<layer>, e.g. decoder.out=fc2");
   import_cmd->add_option("--out", import_out, "run directory to create")->capture_default_str();
   add_model_options(import_cmd, import_cfg, ilik, ilab);
 
@@ -515,6 +633,8 @@ int main(int argc, char** argv) {
       train_o.train.model.likelihood = causal_vae::likelihood_from_string(likelihood);
       train_o.train.model.label_encoding = causal_vae::label_encoding_from_string(labels);
       train_o.train.data = train_o.data.data;
+      train_o.train.split = split.empty() ? causal_vae::default_split(train_o.data.data) : data::split_method_from_string(split);
+      train_o.train.balance = data::balance_from_string(balance);
       for (const auto* opt : train_cmd->get_options())
         if (opt->count() > 0 && !opt->get_lnames().empty()) train_o.given.push_back("--" + opt->get_lnames()[0]);
       return train(train_o);
@@ -528,8 +648,12 @@ int main(int argc, char** argv) {
     if (*render_cmd) return render(render_prefix, render_batch);
     if (*import_cmd) {
       import_cfg.model.likelihood = causal_vae::likelihood_from_string(ilik);
-      import_cfg.model.label_encoding = causal_vae::label_encoding_from_string(ilab);
-      return import_weights(import_sd, import_enc, import_dec, import_cfg, import_out);
+      causal_vae::ImportOptions io_options;
+      io_options.state_dict(import_sd).encoder(import_enc).decoder(import_dec).key_map(import_key_map);
+      if (import_cmd->count("--label-encoding")) io_options.label_encoding(causal_vae::label_encoding_from_string(ilab));
+      if (import_cmd->count("--z-dim")) io_options.z_dim(import_cfg.model.z_dim);
+      if (import_cmd->count("--hidden-dim")) io_options.hidden_dim(import_cfg.model.hidden_dim);
+      return import_weights(io_options, import_cfg, import_out);
     }
   } catch (const ember::Error& e) {
     std::cerr << "causal-vae: error: " << e.what() << "\n";
