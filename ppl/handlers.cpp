@@ -23,7 +23,30 @@ namespace ember {
 
 // ---------------------------------------------------------------- condition
 
-ConditionMessenger::ConditionMessenger(ValueMap data) : data_(std::move(data)) { enter(); }
+ConditionMessenger::ConditionMessenger(ValueMap data, bool check_sites)
+    : data_(std::move(data)), check_sites_(check_sites) {
+  enter();
+}
+
+ConditionMessenger::~ConditionMessenger() noexcept(false) {
+  if (active()) exit();
+  // Observing a name the program never samples is a typo, not a no-op (Pyro ignores it); not
+  // raised while another error unwinds the stack.
+  if (check_sites_ && std::uncaught_exceptions() == 0 && !seen_.empty()) check_all_used();
+}
+
+void ConditionMessenger::check_all_used() const {
+  std::vector<std::string> missing;
+  for (const auto& [name, value] : data_)
+    if (value.defined() && !used_.count(name)) missing.push_back(name);
+  if (missing.empty()) return;
+  std::sort(missing.begin(), missing.end());
+  std::string names, sites;
+  for (const auto& m : missing) names += cat(names.empty() ? "" : ", ", "'", m, "'");
+  for (const auto& s : seen_) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
+  throw ValueError(cat("condition: the program never samples ", names, ", so the observation would be ignored; its sample sites are ",
+                       sites.empty() ? std::string("none") : sites));
+}
 
 ConditionMessenger::ConditionMessenger(const Trace& trace) {
   for (const auto& s : trace)
@@ -33,8 +56,11 @@ ConditionMessenger::ConditionMessenger(const Trace& trace) {
 
 void ConditionMessenger::process(Message& msg) {
   if (msg.type != SiteType::sample || msg.world_settled) return;
+  if (check_sites_ && !is_subsample_site(msg) && std::find(seen_.begin(), seen_.end(), msg.name) == seen_.end())
+    seen_.push_back(msg.name);
   auto it = data_.find(msg.name);
   if (it == data_.end() || !it->second.defined()) return;
+  if (check_sites_) used_.insert(msg.name);
   msg.value = it->second;
   msg.is_observed = true;
 }

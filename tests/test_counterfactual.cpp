@@ -253,7 +253,7 @@ TEST_CASE("counterfactual worlds: a site may opt into independent worlds") {
   CHECK(y[0].item<double>() == 1.0);
 }
 
-TEST_CASE("bad input: unknown intervened site, unknown world") {
+TEST_CASE("bad input: unknown intervened or observed site, unknown world") {
   auto err = error_of([] { do_(mediator_model, {{"Z", t(1.0)}})(); });
   CHECK(err.find("'Z'") != std::string::npos);
   CHECK(err.find("'X', 'M', 'Y'") != std::string::npos);
@@ -262,6 +262,22 @@ TEST_CASE("bad input: unknown intervened site, unknown world") {
     mediator_model();
   });
   CHECK(err.find("'Q'") != std::string::npos);
+
+  // condition: the same for observations, in both forms.
+  err = error_of([] { condition(mediator_model, {{"y", t(1.0)}})(); });
+  CHECK(err.find("never samples 'y'") != std::string::npos);
+  CHECK(err.find("'X', 'M', 'Y'") != std::string::npos);
+  err = error_of([] {
+    auto c = condition({{"Y", t(1.0)}, {"W", t(0.0)}});
+    mediator_model();
+  });
+  CHECK(err.find("never samples 'W'") != std::string::npos);
+  // An error inside the scope is reported as it is, not replaced by the check.
+  err = error_of([] {
+    auto c = condition({{"W", t(0.0)}});
+    sample("X", Normal(t(0.), t(-1.)));
+  });
+  CHECK(err.find("never samples") == std::string::npos);
 
   auto cf = twin_world();
   auto act = do_({{"X", t(1.0)}});
