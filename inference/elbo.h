@@ -104,7 +104,8 @@ class ELBO {
   virtual Particle particle(Trace& model_trace, Trace& guide_trace) = 0;
   /// Runs `fn` for every particle (once when vectorised) and returns the summed particle
   /// losses divided by num_particles; `on_surrogate` gets each surrogate / num_particles.
-  double run_particles(const Program& model, const Program& guide, const std::function<void(torch::Tensor)>& on_surrogate);
+  virtual double run_particles(const Program& model, const Program& guide,
+                               const std::function<void(torch::Tensor)>& on_surrogate);
   /// max_plate_nesting, guessed from one run of guide and model when unknown.
   int64_t plate_nesting(const Program& model, const Program& guide);
   /// Model and guide wrapped in the vectorised particle plate when that option is on.

@@ -2,6 +2,7 @@
 #include "inference/enum.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <optional>
 #include <map>
@@ -26,7 +27,8 @@ void EnumMessenger::process(Message& msg) {
   if (how.empty()) return;
   if (how == "sequential")
     throw NotImplementedError(cat("site '", msg.name,
-                                  "': sequential enumeration is not implemented; use the default \"parallel\" strategy"));
+                                  "': sequential enumeration is implemented for guide sites under TraceEnum_ELBO only "
+                                  "(as in Pyro); enumerate model sites \"parallel\""));
   if (how != "parallel")
     throw ValueError(cat("site '", msg.name, "': unknown enumeration strategy \"", how, "\" (expected \"parallel\")"));
   if (msg.infer.num_samples > 0)
@@ -50,6 +52,42 @@ void EnumMessenger::process(Message& msg) {
   msg.infer.enum_dim = dim;
   msg.done = true;
   --next_;
+}
+
+// ---------------------------------------------------------------- SequentialEnumMessenger
+
+SequentialEnumMessenger::SequentialEnumMessenger(const std::vector<SequentialChoice>& assignment,
+                                                 std::vector<SequentialChoice>& discovered)
+    : assignment_(assignment), discovered_(discovered) {
+  enter();
+}
+
+void SequentialEnumMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample || msg.is_observed || msg.done || msg.value.defined()) return;
+  if (msg.infer.enumerate != "sequential") return;
+  if (msg.infer.num_samples > 0)
+    throw NotImplementedError(cat("site '", msg.name,
+                                  "': enumeration by sampling (num_samples) is not implemented; enumerate exactly"));
+  if (!msg.fn->has_enumerate_support())
+    throw ValueError(cat("site '", msg.name, "' is marked for sequential enumeration, but its distribution ", msg.fn->name(),
+                         " has no finite support to enumerate"));
+  // As Pyro's iter_discrete_extend: the support unexpanded unless the site asks otherwise.
+  torch::Tensor support = msg.fn->enumerate_support(msg.infer.expand);
+  const int64_t total = support.size(0);
+  int64_t index = 0;
+  auto chosen = std::find_if(assignment_.begin(), assignment_.end(),
+                             [&](const SequentialChoice& c) { return c.site == msg.name; });
+  if (chosen != assignment_.end()) {
+    if (chosen->total != total)
+      throw ValueError(cat("site '", msg.name, "': its support has ", total, " values in this run but ", chosen->total,
+                           " in the run that enumerated it first"));
+    index = chosen->index;
+  } else {
+    discovered_.push_back({msg.name, 0, total});
+  }
+  msg.value = support[index];
+  msg.infer.extra["_enum_total"] = total;
+  msg.done = true;
 }
 
 // ---------------------------------------------------------------- TraceEnum_ELBO
@@ -186,6 +224,8 @@ std::pair<Trace, Trace> TraceEnum_ELBO::get_traces(const Program& model, const P
   {
     TraceMessenger tm;
     EnumMessenger en(-1 - eff);
+    discovered_.clear();
+    SequentialEnumMessenger seq(assignment_, discovered_);
     try {
       g();
     } catch (const Error&) {
@@ -288,10 +328,17 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
   // Weights: the guide's probabilities of enumerated values (exact expectation), and Dice
   // factors exp(log q - stop_grad(log q)) of sampled non-reparameterised guide sites
   // (value 1, score-function gradient), each applied to the costs in the same or deeper plates.
+  // A sequentially enumerated site weighs the costs downstream of it by q(value) (summed over
+  // the runs, that is the exact expectation) and divides the costs not downstream of it by the
+  // number of its values (they are counted once per run), as Pyro's Dice.
   std::vector<std::pair<Ordinal, torch::Tensor>> weights;
+  std::vector<std::pair<Ordinal, double>> log_denoms;
   for (const auto& s : guide_trace) {
     if (!is_sample(s) || s.is_observed) continue;
-    if (s.infer.enum_dim != 0) weights.emplace_back(ordinal_of(s), s.unscaled_log_prob);
+    if (s.infer.enumerate == "sequential" && s.infer.extra.contains("_enum_total")) {
+      weights.emplace_back(ordinal_of(s), s.unscaled_log_prob);
+      log_denoms.emplace_back(ordinal_of(s), std::log(s.infer.extra["_enum_total"].get<double>()));
+    } else if (s.infer.enum_dim != 0) weights.emplace_back(ordinal_of(s), s.unscaled_log_prob);
     else if (!s.fn->has_rsample()) weights.emplace_back(ordinal_of(s), s.unscaled_log_prob - s.unscaled_log_prob.detach());
   }
   torch::Tensor elbo;
@@ -309,6 +356,10 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
       auto safe_cost = torch::where(prob > 0, c, torch::zeros({}, c.options()));
       term = (prob * safe_cost).sum();
     }
+    double log_denom = 0;
+    for (const auto& [d_ord, d] : log_denoms)
+      if (!subset(d_ord, o)) log_denom += d;
+    if (log_denom != 0) term = term * std::exp(-log_denom);
     elbo = elbo.defined() ? elbo + term : term;
   }
   if (!elbo.defined()) elbo = torch::zeros({}, torch::kDouble);
@@ -316,6 +367,35 @@ ELBO::Particle TraceEnum_ELBO::particle(Trace& model_trace, Trace& guide_trace) 
   p.loss = -elbo.detach().item<double>();
   p.surrogate = -elbo;
   return p;
+}
+
+double TraceEnum_ELBO::run_particles(const Program& model, const Program& guide,
+                                     const std::function<void(torch::Tensor)>& on_surrogate) {
+  const int64_t k = o_.num_particles();
+  if (k < 1) throw ValueError(cat(name(), ": num_particles must be >= 1, got ", k));
+  const int64_t iters = o_.vectorize_particles() ? 1 : k;
+  double total = 0;
+  for (int64_t i = 0; i < iters; ++i) {
+    // Every combination of the sequentially enumerated guide sites' values, depth first: the
+    // last site with values left moves to its next value, the sites after it are found anew
+    // (the guide's structure may depend on the values).
+    assignment_.clear();
+    while (true) {
+      auto [model_trace, guide_trace] = get_traces(model, guide);
+      Particle p = particle(model_trace, guide_trace);
+      if (o_.check_finite() && !std::isfinite(p.loss)) throw_non_finite(p.loss, model_trace, guide_trace, name());
+      total += p.loss / static_cast<double>(k);
+      if (on_surrogate && p.surrogate.defined()) on_surrogate(p.surrogate / static_cast<double>(k));
+      std::vector<SequentialChoice> next = assignment_;
+      next.insert(next.end(), discovered_.begin(), discovered_.end());
+      while (!next.empty() && next.back().index + 1 >= next.back().total) next.pop_back();
+      if (next.empty()) break;
+      ++next.back().index;
+      assignment_ = std::move(next);
+    }
+    assignment_.clear();
+  }
+  return total;
 }
 
 }  // namespace ember::infer

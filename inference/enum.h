@@ -18,7 +18,8 @@
 /// that plate; the plates that model-enumerated variables are shared across must form a
 /// tree; model enumeration may not be more global than guide enumeration; enumerated sites
 /// must share one subsampling scale; batch dims left of max_plate_nesting are reserved for
-/// enumeration; only "parallel" enumeration of sites with finite support is implemented.
+/// enumeration; enumeration by sampling (`num_samples`) is not implemented. Guide sites may
+/// also be enumerated "sequential"ly (one run of guide and model per value).
 
 #include "inference/elbo.h"
 #include "ppl/messenger.h"
@@ -38,7 +39,32 @@ class [[nodiscard]] EnumMessenger : public Messenger {
   int64_t next_;
 };
 
-/// Pyro's TraceEnum_ELBO (parallel enumeration; see the file comment).
+/// One value chosen for a guide site enumerated sequentially: its index in the site's
+/// support and the support's size.
+struct SequentialChoice {
+  std::string site;
+  int64_t index = 0;
+  int64_t total = 0;
+};
+
+/// Gives each unobserved sample site marked `enumerate = "sequential"` the value of its
+/// support that `assignment` chooses, or (a site not in it) its first value, recording the
+/// site in `discovered`. The site's infer config gets `extra["_enum_total"]` (the support's
+/// size), which TraceEnum_ELBO uses as Pyro's Dice does.
+class [[nodiscard]] SequentialEnumMessenger : public Messenger {
+ public:
+  SequentialEnumMessenger(const std::vector<SequentialChoice>& assignment, std::vector<SequentialChoice>& discovered);
+  void process(Message& msg) override;
+
+ private:
+  const std::vector<SequentialChoice>& assignment_;
+  std::vector<SequentialChoice>& discovered_;
+};
+
+/// Pyro's TraceEnum_ELBO (see the file comment). Guide sites marked "sequential" are
+/// enumerated by running guide and model once per combination of their values (Pyro's
+/// `iter_discrete_traces`): each run's ELBO counts with weight q(values), and the runs are
+/// summed.
 class TraceEnum_ELBO : public ELBO {
  public:
   using ELBO::ELBO;
@@ -47,6 +73,13 @@ class TraceEnum_ELBO : public ELBO {
 
  protected:
   Particle particle(Trace& model_trace, Trace& guide_trace) override;
+  double run_particles(const Program& model, const Program& guide,
+                       const std::function<void(torch::Tensor)>& on_surrogate) override;
+
+ private:
+  // The sequential choices of the run in progress (empty: first value of every site).
+  std::vector<SequentialChoice> assignment_;
+  std::vector<SequentialChoice> discovered_;
 };
 
 }  // namespace ember::infer

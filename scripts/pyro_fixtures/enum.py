@@ -123,6 +123,24 @@ def seqguide_guide():
     pyro.sample("c", dist.Categorical(logits=q), infer=SEQ)
 
 
+X3 = T(0.3, -1.1, 2.0)
+
+
+def seqlocal_model():
+    m = pyro.sample("m", dist.Normal(T(0.0), T(1.0)))
+    with pyro.plate("data", 3):
+        z = pyro.sample("z", dist.Bernoulli(T(0.3)))
+        pyro.sample("x", dist.Normal(m + 2 * z - 1, T(1.0)), obs=X3)
+
+
+def seqlocal_guide():
+    loc = pyro.param("m_loc", T(0.2))
+    pyro.sample("m", dist.Normal(loc, T(0.5)))
+    theta = pyro.param("theta", T(0.2, -0.4, 1.0))
+    with pyro.plate("data", 3):
+        pyro.sample("z", dist.Bernoulli(logits=theta), infer=SEQ)
+
+
 def generate():
     pyro.enable_validation(True)
     cases = {}
@@ -135,4 +153,6 @@ def generate():
     cases["sequential_plate"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqplate_model, empty_guide, {})
     cases["crossed_plates"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=2), crossed_model, empty_guide, {})
     cases["sequential_guide"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqguide_model, seqguide_guide, {})
+    cases["sequential_guide_local"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqlocal_model, seqlocal_guide,
+                                               {"m": [T(0.6)]})
     return cases
