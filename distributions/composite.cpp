@@ -22,6 +22,13 @@ TransformedDistribution::TransformedDistribution(DistPtr base, std::vector<trans
   validate_args_ = validate;
   const int64_t domain_dim = chain_->domain_event_dim();
   const int64_t base_dim = base_->event_dim();
+  {
+    // As torch: a transform with tensor coefficients (an affine map with a [3] loc) may
+    // enlarge the shape; the base is expanded so that T^{-1}(y) has the base's shape.
+    const Shape base_shape = base_->extended_shape();
+    const Shape expanded = chain_->inverse_shape(chain_->forward_shape(base_shape));
+    if (expanded != base_shape) base_ = base_->expand(Shape(expanded.begin(), expanded.end() - base_dim));
+  }
   if (domain_dim > base_dim) {
     const auto need = domain_dim - base_dim;
     if (static_cast<int64_t>(base_->batch_shape().size()) < need)

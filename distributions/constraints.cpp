@@ -3,15 +3,27 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
+#include <string>
 
 #include "distributions/shape.h"
 
 namespace ember::constraints {
 namespace {
+// The shortest decimal that parses back to exactly `x`, so that a constraint's name
+// (which checkpoints store) restores the same bounds.
 std::string num(double x) {
-  std::ostringstream os;
-  os << x;
-  return os.str();
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::ostringstream os;
+    os.precision(precision);
+    os << x;
+    if (precision == 17 || std::stod(os.str()) == x) return os.str();
+  }
+  return {};
+}
+// Integer-valued entries, as torch (`value % 1 == 0`): false for NaN and for +-inf.
+torch::Tensor is_integral(const torch::Tensor& v) {
+  return v.is_floating_point() ? v.remainder(1) == 0 : torch::ones_like(v, v.options().dtype(torch::kBool));
 }
 constexpr double kInf = std::numeric_limits<double>::infinity();
 }  // namespace
@@ -39,7 +51,7 @@ std::string IntegerInterval::name() const {
   return cat("integer_interval(", num(lower), ", ", num(upper), ")");
 }
 torch::Tensor IntegerInterval::check(const torch::Tensor& v) const {
-  auto ok = v == v.floor();
+  auto ok = is_integral(v);
   if (lower != -kInf) ok = ok & (v >= lower);
   if (upper != kInf) ok = ok & (v <= upper);
   return ok;
@@ -58,7 +70,7 @@ torch::Tensor Simplex::check(const torch::Tensor& v) const {
   return (v >= 0).all(-1) & ((v.sum(-1) - 1).abs() < tol);
 }
 
-torch::Tensor IntegerVector::check(const torch::Tensor& v) const { return ((v >= 0) & (v == v.floor())).all(-1); }
+torch::Tensor IntegerVector::check(const torch::Tensor& v) const { return ((v >= 0) & is_integral(v)).all(-1); }
 
 torch::Tensor OneHot::check(const torch::Tensor& v) const {
   return ((v == 0) | (v == 1)).all(-1) & (v.sum(-1) == 1);
@@ -91,12 +103,12 @@ std::string TensorIntegerInterval::name() const {
              shape_str(upper.sizes()), ")");
 }
 torch::Tensor TensorIntegerInterval::check(const torch::Tensor& v) const {
-  return (v == v.floor()) & (v >= lower) & (v <= upper);
+  return is_integral(v) & (v >= lower) & (v <= upper);
 }
 
 std::string MultinomialSupport::name() const { return cat("multinomial(", total_count, ")"); }
 torch::Tensor MultinomialSupport::check(const torch::Tensor& v) const {
-  return ((v >= 0) & (v == v.floor())).all(-1) & (v.sum(-1) <= total_count);
+  return ((v >= 0) & is_integral(v)).all(-1) & (v.sum(-1) <= total_count);
 }
 
 std::string Independent::name() const { return cat("independent(", base->name(), ", ", reinterpreted, ")"); }

@@ -443,11 +443,13 @@ torch::Tensor ContinuousBernoulli::cut_probs() const {
 }
 
 torch::Tensor ContinuousBernoulli::log_normalizer() const {
-  auto cp = cut_probs();
-  auto below = torch::where(cp <= 0.5, cp, torch::zeros({}, cp.options()));
-  auto above = torch::where(cp >= 0.5, cp, torch::ones({}, cp.options()));
-  auto log_norm = torch::log(torch::abs(torch::log1p(-cp) - torch::log(cp))) -
-                  torch::where(cp <= 0.5, torch::log1p(-2.0 * below), torch::log(2.0 * above - 1.0));
+  // log C = log|logit(p)| - log|2p - 1| = log|l| - log|tanh(l / 2)|, written in the logits:
+  // torch writes it in the probs, which it clamps to 1 - eps, so for |l| > ~36 its normaliser
+  // is log 36.04 whatever l is. This form is exact for any l (closed form; see
+  // docs/distributions.md). Inside the unstable region the logits are cut like the probs.
+  auto cut_logits = torch::where(outside_unstable_region(), logits,
+                                 torch::full({}, std::log(lims_.first) - std::log1p(-lims_.first), logits.options()));
+  auto log_norm = torch::log(torch::abs(cut_logits)) - torch::log(torch::abs(torch::tanh(0.5 * cut_logits)));
   auto x = (probs - 0.5).pow(2);
   auto taylor = kLog2 + (4.0 / 3.0 + 104.0 / 45.0 * x) * x;
   return torch::where(outside_unstable_region(), log_norm, taylor);

@@ -8,6 +8,8 @@
 
 #include "distributions/delta.h"
 #include "distributions/independent.h"
+#include "distributions/masked.h"
+#include "distributions/unit.h"
 #include "distributions/util.h"
 
 namespace ember {
@@ -86,10 +88,19 @@ std::string Distribution::to_string() const {
   return cat(name(), "(batch_shape=", shape_str(batch_shape_), ", event_shape=", shape_str(event_shape_), ")");
 }
 
-DistPtr Distribution::to_event(int64_t n) const {
-  if (n < 0) n = static_cast<int64_t>(batch_shape_.size());
-  if (n == 0) return clone();
-  return std::make_shared<Independent>(clone(), n);
+DistPtr Distribution::to_event(std::optional<int64_t> n) const {
+  int64_t total = n ? *n : static_cast<int64_t>(batch_shape_.size());
+  // As Pyro: unwrap nested Independents so that one Independent holds every reinterpreted dim.
+  DistPtr base = clone();
+  while (const auto* ind = dynamic_cast<const Independent*>(base.get())) {
+    total += ind->reinterpreted_batch_ndims();
+    base = ind->base();
+  }
+  if (total == 0) return base;
+  if (total < 0)
+    throw ValueError(cat("to_event(", *n, "): cannot remove more event dims than ", to_string(),
+                         " reinterprets (", total - *n, ")"));
+  return std::make_shared<Independent>(base, total);
 }
 
 DistPtr Distribution::expand_by(const Shape& sample_shape) const {
@@ -98,9 +109,7 @@ DistPtr Distribution::expand_by(const Shape& sample_shape) const {
 
 DistPtr Distribution::mask(const torch::Tensor& m) const { return std::make_shared<MaskedDistribution>(clone(), m); }
 
-DistPtr Distribution::mask(bool m) const {
-  return mask(torch::scalar_tensor(m, torch::TensorOptions().dtype(torch::kBool).device(options().device())));
-}
+DistPtr Distribution::mask(bool m) const { return std::make_shared<MaskedDistribution>(clone(), m); }
 
 DistPtr Distribution::with_validation(bool on) const {
   auto copy = clone();
@@ -244,30 +253,53 @@ std::string Independent::to_string() const { return cat("Independent(", base_->t
 // ---------------------------------------------------------------- MaskedDistribution
 
 MaskedDistribution::MaskedDistribution(DistPtr base, torch::Tensor mask) : base_(std::move(base)), mask_(std::move(mask)) {
-  if (mask_.scalar_type() != torch::kBool)
-    throw ValueError(cat("mask: expected a bool tensor, got ", mask_.dtype().name()));
-  if (!shapes_broadcast(to_shape(mask_.sizes()), base_->batch_shape()) ||
-      mask_.dim() > static_cast<int64_t>(base_->batch_shape().size()))
-    throw ShapeError(cat("mask: mask of shape ", shape_str(mask_.sizes()), " does not broadcast to batch shape ",
+  if (!mask_.defined() || mask_.scalar_type() != torch::kBool)
+    throw ValueError(cat("mask: expected a bool tensor, got ", mask_.defined() ? mask_.dtype().name() : "an undefined tensor"));
+  // As Pyro: the mask and the base are both expanded to their broadcast batch shape.
+  const Shape mask_shape = to_shape(mask_.sizes());
+  if (!shapes_broadcast(mask_shape, base_->batch_shape()))
+    throw ShapeError(cat("mask: mask of shape ", shape_str(mask_shape), " does not broadcast with batch shape ",
                          shape_str(base_->batch_shape()), " of ", base_->to_string()));
+  const Shape batch = broadcast_shapes(mask_shape, base_->batch_shape(), "mask");
+  if (mask_shape != batch) mask_ = mask_.expand(batch);
+  if (base_->batch_shape() != batch) base_ = base_->expand(batch);
   set_shapes(base_->batch_shape(), base_->event_shape());
 }
 
+MaskedDistribution::MaskedDistribution(DistPtr base, bool mask) : base_(std::move(base)), constant_(mask) {
+  set_shapes(base_->batch_shape(), base_->event_shape());
+}
+
+torch::Tensor MaskedDistribution::mask_tensor() const {
+  if (mask_.defined()) return mask_;
+  return torch::scalar_tensor(*constant_, torch::TensorOptions().dtype(torch::kBool).device(options().device()));
+}
+
 torch::Tensor MaskedDistribution::log_prob(const torch::Tensor& value) const {
+  if (constant_ == false) {
+    // Pyro skips the base entirely: zeros of the broadcast batch shape.
+    const int64_t value_batch_dims = std::max<int64_t>(0, value.dim() - event_dim());
+    const Shape value_batch(value.sizes().begin(), value.sizes().begin() + value_batch_dims);
+    const auto shape = broadcast_shapes(base_->batch_shape(), value_batch, "MaskedDistribution.log_prob");
+    return torch::zeros(shape, options().device(value.device()));
+  }
   auto lp = base_->log_prob(value);
+  if (constant_) return lp;
   return torch::where(mask_, lp, torch::zeros({}, lp.options()));
 }
 
 DistPtr MaskedDistribution::expand(const Shape& batch_shape) const {
-  auto m = mask_.dim() == 0 ? mask_ : mask_.expand(batch_shape);
-  return std::make_shared<MaskedDistribution>(base_->expand(batch_shape), m);
+  if (constant_) return std::make_shared<MaskedDistribution>(base_->expand(batch_shape), *constant_);
+  return std::make_shared<MaskedDistribution>(base_->expand(batch_shape), mask_.expand(batch_shape));
 }
 
 DistPtr MaskedDistribution::to(const torch::TensorOptions& options) const {
+  if (constant_) return std::make_shared<MaskedDistribution>(base_->to(options), *constant_);
   return std::make_shared<MaskedDistribution>(base_->to(options), mask_.to(options.device()));
 }
 
 std::string MaskedDistribution::to_string() const {
+  if (constant_) return cat("MaskedDistribution(", base_->to_string(), ", mask: ", *constant_ ? "true" : "false", ")");
   return cat("MaskedDistribution(", base_->to_string(), ", mask: ", shape_str(mask_.sizes()), ")");
 }
 

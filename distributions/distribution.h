@@ -99,9 +99,11 @@ class Distribution {
   /// Human-readable description with parameter shapes.
   virtual std::string to_string() const;
 
-  /// Reinterprets the rightmost `n` batch dims as event dims (Pyro's `.to_event(n)`).
-  /// n = -1 reinterprets all batch dims.
-  DistPtr to_event(int64_t n = -1) const;
+  /// Reinterprets the rightmost `n` batch dims as event dims (Pyro's `.to_event(n)`); no `n`
+  /// reinterprets every batch dim. As in Pyro, nested Independents merge into one, and a
+  /// negative `n` turns that many event dims of an Independent back into batch dims
+  /// (ValueError if there are not that many reinterpreted dims).
+  DistPtr to_event(std::optional<int64_t> n = std::nullopt) const;
   /// Prepends `sample_shape` to the batch shape.
   DistPtr expand_by(const Shape& sample_shape) const;
   /// Masks log_prob elementwise: false entries contribute 0 (Pyro's `.mask(m)`).

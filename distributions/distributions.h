@@ -17,6 +17,7 @@
 #include "distributions/half_cauchy.h"
 #include "distributions/half_normal.h"
 #include "distributions/independent.h"
+#include "distributions/masked.h"
 #include "distributions/inverse_gamma.h"
 #include "distributions/kl.h"
 #include "distributions/laplace.h"
@@ -33,4 +34,5 @@
 #include "distributions/student_t.h"
 #include "distributions/transformed_distribution.h"
 #include "distributions/transforms.h"
+#include "distributions/unit.h"
 #include "distributions/uniform.h"

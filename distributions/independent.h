@@ -1,6 +1,5 @@
 #pragma once
-/// \file Wrappers that change how a base distribution's dims are read: Independent
-/// (`to_event`) and MaskedDistribution (`mask`).
+/// \file Independent: reinterprets batch dims of a base distribution as event dims (`to_event`).
 
 #include "distributions/distribution.h"
 
@@ -35,36 +34,6 @@ class Independent : public Distribution {
  private:
   DistPtr base_;
   int64_t n_;
-};
-
-/// `base` with log_prob multiplied elementwise by a boolean mask (false -> 0).
-/// Built by `d.mask(m)`; the mask broadcasts against the batch shape.
-class MaskedDistribution : public Distribution {
- public:
-  MaskedDistribution(DistPtr base, torch::Tensor mask);
-
-  const DistPtr& base() const { return base_; }
-  const torch::Tensor& mask_tensor() const { return mask_; }
-
-  std::string name() const override { return "MaskedDistribution"; }
-  std::shared_ptr<Distribution> clone() const override { return std::make_shared<MaskedDistribution>(*this); }
-  torch::Tensor sample(const Shape& sample_shape = {}) const override { return base_->sample(sample_shape); }
-  torch::Tensor rsample(const Shape& sample_shape = {}) const override { return base_->rsample(sample_shape); }
-  bool has_rsample() const override { return base_->has_rsample(); }
-  torch::Tensor log_prob(const torch::Tensor& value) const override;
-  torch::Tensor mean() const override { return base_->mean(); }
-  torch::Tensor variance() const override { return base_->variance(); }
-  ConstraintPtr support() const override { return base_->support(); }
-  bool has_enumerate_support() const override { return base_->has_enumerate_support(); }
-  torch::Tensor enumerate_support(bool expand = true) const override { return base_->enumerate_support(expand); }
-  DistPtr expand(const Shape& batch_shape) const override;
-  DistPtr to(const torch::TensorOptions& options) const override;
-  torch::TensorOptions options() const override { return base_->options(); }
-  std::string to_string() const override;
-
- private:
-  DistPtr base_;
-  torch::Tensor mask_;
 };
 
 }  // namespace ember::dist

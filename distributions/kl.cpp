@@ -15,6 +15,7 @@
 #include "distributions/gamma.h"
 #include "distributions/independent.h"
 #include "distributions/laplace.h"
+#include "distributions/masked.h"
 #include "distributions/multivariate_normal.h"
 #include "distributions/normal.h"
 #include "distributions/one_hot_categorical.h"
@@ -155,19 +156,25 @@ KLRegistry::KLRegistry() {
   add<Poisson, Poisson>(*this, kl_poisson);
   add<Uniform, Uniform>(*this, kl_uniform);
   add<MultivariateNormal, MultivariateNormal>(*this, kl_mvn);
+  // As Pyro: the masks are and-ed; a constant false mask skips the base KL.
   add<MaskedDistribution, MaskedDistribution>(*this, [](const MaskedDistribution& p, const MaskedDistribution& q) {
-    const auto& m = p.mask_tensor();
-    if (m.sizes() != q.mask_tensor().sizes() || !torch::equal(m, q.mask_tensor().to(m.device())))
-      throw NotImplementedError("kl_divergence(MaskedDistribution, MaskedDistribution): the masks differ");
+    const auto pc = p.constant_mask(), qc = q.constant_mask();
+    if (pc == false || qc == false) {
+      const Shape batch = broadcast_shapes(p.batch_shape(), q.batch_shape(), "kl_divergence");
+      return torch::zeros(batch, p.options());
+    }
     auto kl = kl_divergence(*p.base(), *q.base());
-    return torch::where(m, kl, torch::zeros({}, kl.options()));
+    if (pc && qc) return kl;
+    const torch::Tensor mask = pc ? q.mask_tensor() : qc ? p.mask_tensor() : p.mask_tensor() & q.mask_tensor();
+    return torch::where(mask, kl, torch::zeros({}, kl.options()));
   });
+  // As Pyro: the dims both reinterpret are peeled off and summed after the KL of what is left.
   add<Independent, Independent>(*this, [](const Independent& p, const Independent& q) {
-    if (p.reinterpreted_batch_ndims() != q.reinterpreted_batch_ndims())
-      throw NotImplementedError(cat("kl_divergence(Independent, Independent): the distributions reinterpret ",
-                                    p.reinterpreted_batch_ndims(), " and ", q.reinterpreted_batch_ndims(),
-                                    " batch dims; they must reinterpret the same number"));
-    return sum_rightmost(kl_divergence(*p.base(), *q.base()), p.reinterpreted_batch_ndims());
+    const int64_t shared = std::min(p.reinterpreted_batch_ndims(), q.reinterpreted_batch_ndims());
+    const int64_t p_rest = p.reinterpreted_batch_ndims() - shared, q_rest = q.reinterpreted_batch_ndims() - shared;
+    const DistPtr p_inner = p_rest ? std::make_shared<Independent>(p.base(), p_rest) : p.base();
+    const DistPtr q_inner = q_rest ? std::make_shared<Independent>(q.base(), q_rest) : q.base();
+    return sum_rightmost(kl_divergence(*p_inner, *q_inner), shared);
   });
 }
 

@@ -6,8 +6,9 @@
 /// (OneHotCategorical, OneHotCategorical), (Beta, Beta), (Gamma, Gamma),
 /// (Dirichlet, Dirichlet), (Exponential, Exponential), (Laplace, Laplace),
 /// (Poisson, Poisson), (Uniform, Uniform), (MultivariateNormal, MultivariateNormal),
-/// (Independent, Independent) by reducing to the base pair and summing the reinterpreted
-/// dims, and (MaskedDistribution, MaskedDistribution) with equal masks (masked entries 0).
+/// (Independent, Independent) by peeling the reinterpreted dims both share and summing them
+/// after the KL of the rest (as Pyro), and (MaskedDistribution, MaskedDistribution) with the
+/// two masks and-ed (masked entries 0; as Pyro).
 /// User code adds pairs with `register_kl`.
 
 #include <functional>

@@ -8,15 +8,16 @@
 #include <unordered_map>
 
 #include "distributions/shape.h"
+#include "distributions/util.h"
 #include "ppl/error.h"
 
 namespace ember::transforms {
 namespace {
 
-// Clamps probabilities away from {0, 1} by the dtype's epsilon (torch's clamp_probs).
-torch::Tensor clamp_probs(const torch::Tensor& p) {
-  double eps = p.scalar_type() == torch::kDouble ? 2.220446049250313e-16 : 1.1920928955078125e-07;
-  return p.clamp(eps, 1 - eps);
+// Clamps to [tiny, 1 - eps] of the dtype, as torch's sigmoid-based transforms do
+// (_clipped_sigmoid): values near 0 keep their log-density and their gradients.
+torch::Tensor clip_unit(const torch::Tensor& p) {
+  return p.clamp(dist::finfo_tiny(p.scalar_type()), 1 - dist::finfo_eps(p.scalar_type()));
 }
 
 struct Identity : Transform {
@@ -39,9 +40,9 @@ struct Exp : Transform {
 };
 
 struct Sigmoid : Transform {
-  torch::Tensor forward(const torch::Tensor& x) const override { return clamp_probs(torch::sigmoid(x)); }
+  torch::Tensor forward(const torch::Tensor& x) const override { return clip_unit(torch::sigmoid(x)); }
   torch::Tensor inverse(const torch::Tensor& y) const override {
-    auto p = clamp_probs(y);
+    auto p = clip_unit(y);
     return p.log() - (-p).log1p();
   }
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
@@ -75,6 +76,12 @@ struct Affine : Transform {
     return sum_rightmost(r, event_dim);
   }
   int64_t domain_event_dim() const override { return event_dim; }
+  // Tensor coefficients broadcast with the value, as torch's AffineTransform.forward_shape.
+  std::vector<int64_t> forward_shape(std::vector<int64_t> shape) const override {
+    shape = broadcast_shapes(shape, to_shape(loc.sizes()), "affine.forward_shape");
+    return broadcast_shapes(shape, to_shape(scale.sizes()), "affine.forward_shape");
+  }
+  std::vector<int64_t> inverse_shape(std::vector<int64_t> shape) const override { return forward_shape(std::move(shape)); }
   int sign() const override {
     if (event_dim != 0) return 0;
     if ((scale > 0).all().item<bool>()) return 1;
@@ -181,7 +188,7 @@ struct StickBreaking : Transform {
   }
   torch::Tensor forward(const torch::Tensor& x) const override {
     auto k = x.size(-1);
-    auto z = clamp_probs(torch::sigmoid(x - offset(k, x).log()));
+    auto z = clip_unit(torch::sigmoid(x - offset(k, x).log()));
     auto z_cumprod = (1 - z).cumprod(-1);
     namespace F = torch::nn::functional;
     return F::pad(z, F::PadFuncOptions({0, 1}).value(1.0)) * F::pad(z_cumprod, F::PadFuncOptions({1, 0}).value(1.0));
@@ -189,7 +196,7 @@ struct StickBreaking : Transform {
   torch::Tensor inverse(const torch::Tensor& y) const override {
     auto k = y.size(-1) - 1;
     auto y_crop = y.narrow(-1, 0, k);
-    auto sf = (1 - y_crop.cumsum(-1)).clamp_min(std::numeric_limits<float>::min());
+    auto sf = (1 - y_crop.cumsum(-1)).clamp_min(dist::finfo_tiny(y.scalar_type()));
     return y_crop.log() - sf.log() + offset(k, y).log();
   }
   torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const override {
@@ -208,6 +215,24 @@ struct StickBreaking : Transform {
   }
   constraints::ConstraintPtr codomain() const override { return constraints::simplex(); }
   std::string name() const override { return "stick_breaking"; }
+};
+
+// torch's SoftmaxTransform: exp then normalise over the last dim. Not bijective (adding a
+// constant to x leaves y unchanged), so it has no Jacobian; it is what transform_to(simplex)
+// gives, because it acts nearly coordinate-wise and so suits optimisers.
+struct Softmax : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override {
+    auto probs = (x - std::get<0>(x.max(-1, true))).exp();
+    return probs / probs.sum(-1, true);
+  }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return y.log(); }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor&, const torch::Tensor&) const override {
+    throw NotImplementedError("softmax transform is not bijective and has no log|det J|; use biject_to(simplex) "
+                              "(stick-breaking) for densities");
+  }
+  int64_t domain_event_dim() const override { return 1; }
+  constraints::ConstraintPtr codomain() const override { return constraints::simplex(); }
+  std::string name() const override { return "softmax"; }
 };
 
 struct LowerCholeskyT : Transform {
@@ -261,7 +286,7 @@ struct IndependentT : Transform {
 
 struct Registry {
   std::mutex mutex;
-  std::unordered_map<std::type_index, TransformFactory> factories;
+  std::unordered_map<std::type_index, TransformFactory> transform_to, biject_to;
   Registry();
 };
 
@@ -272,32 +297,59 @@ Registry& registry() {
 
 Registry::Registry() {
   using namespace constraints;
-  factories[typeid(Real)] = [](const Constraint&) { return identity(); };
-  factories[typeid(GreaterThan)] = [](const Constraint& c) {
+  // The maps both registries share (they are bijections), as in torch.
+  auto both = [this](std::type_index type, TransformFactory f) {
+    transform_to[type] = f;
+    biject_to[type] = std::move(f);
+  };
+  both(typeid(Real), [](const Constraint&) { return identity(); });
+  both(typeid(GreaterThan), [](const Constraint& c) {
     double lo = static_cast<const GreaterThan&>(c).lower;
     return lo == 0 ? exp() : compose({exp(), affine(lo, 1.0)});
-  };
-  factories[typeid(LessThan)] = [](const Constraint& c) {
+  });
+  both(typeid(LessThan), [](const Constraint& c) {
     return compose({exp(), affine(static_cast<const LessThan&>(c).upper, -1.0)});
-  };
-  factories[typeid(Interval)] = [](const Constraint& c) {
+  });
+  both(typeid(Interval), [](const Constraint& c) {
     const auto& i = static_cast<const Interval&>(c);
     if (i.lower == 0 && i.upper == 1) return sigmoid();
     return compose({sigmoid(), affine(i.lower, i.upper - i.lower)});
-  };
-  factories[typeid(TensorInterval)] = [](const Constraint& c) {
+  });
+  both(typeid(TensorInterval), [](const Constraint& c) {
     const auto& i = static_cast<const TensorInterval&>(c);
     return compose({sigmoid(), affine(i.lower, i.upper - i.lower)});
-  };
-  factories[typeid(Simplex)] = [](const Constraint&) { return stick_breaking(); };
-  factories[typeid(LowerCholesky)] = [](const Constraint&) { return lower_cholesky(); };
-  factories[typeid(PositiveDefinite)] = [](const Constraint&) {
-    return compose({lower_cholesky(), cholesky_to_positive_definite()});
-  };
-  factories[typeid(constraints::Independent)] = [](const Constraint& c) {
+  });
+  both(typeid(LowerCholesky), [](const Constraint&) { return lower_cholesky(); });
+  both(typeid(PositiveDefinite), [](const Constraint&) { return compose({lower_cholesky(), cholesky_to_positive_definite()}); });
+  // The simplex differs, as in torch: softmax over K values for optimisation, stick-breaking
+  // over K - 1 values where a bijection is needed.
+  transform_to[typeid(Simplex)] = [](const Constraint&) { return softmax(); };
+  biject_to[typeid(Simplex)] = [](const Constraint&) { return stick_breaking(); };
+  transform_to[typeid(constraints::Independent)] = [](const Constraint& c) {
     const auto& i = static_cast<const constraints::Independent&>(c);
-    return independent(transform_to(i.base), i.reinterpreted);
+    return independent(transforms::transform_to(i.base), i.reinterpreted);
   };
+  biject_to[typeid(constraints::Independent)] = [](const Constraint& c) {
+    const auto& i = static_cast<const constraints::Independent&>(c);
+    return independent(transforms::biject_to(i.base), i.reinterpreted);
+  };
+}
+
+TransformPtr lookup(std::unordered_map<std::type_index, TransformFactory> Registry::*table, const char* what,
+                    const char* register_fn, const constraints::ConstraintPtr& c) {
+  if (!c) throw ValueError(cat(what, ": null constraint"));
+  auto& r = registry();
+  TransformFactory factory;
+  {
+    // Copied out so that factories may recurse (independent) without holding the lock.
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = (r.*table).find(std::type_index(typeid(*c)));
+    if (it != (r.*table).end()) factory = it->second;
+  }
+  if (!factory)
+    throw NotImplementedError(cat(what, ": no transform is registered for constraint ", c->name(),
+                                  "; register one with ember::transforms::", register_fn));
+  return factory(*c);
 }
 
 }  // namespace
@@ -313,6 +365,7 @@ TransformPtr affine(double loc, double scale, int64_t event_dim) {
   return std::make_shared<AffineScalar>(loc, scale, event_dim);
 }
 TransformPtr compose(std::vector<TransformPtr> parts) { return std::make_shared<Compose>(std::move(parts)); }
+TransformPtr softmax() { static const TransformPtr t = std::make_shared<Softmax>(); return t; }
 TransformPtr stick_breaking() { static const TransformPtr t = std::make_shared<StickBreaking>(); return t; }
 TransformPtr lower_cholesky() { static const TransformPtr t = std::make_shared<LowerCholeskyT>(); return t; }
 TransformPtr cholesky_to_positive_definite() { static const TransformPtr t = std::make_shared<CholeskyToPD>(); return t; }
@@ -322,27 +375,23 @@ TransformPtr independent(TransformPtr base, int64_t n) {
 }
 
 TransformPtr transform_to(const constraints::ConstraintPtr& c) {
-  if (!c) throw ValueError("transform_to: null constraint");
-  auto& r = registry();
-  TransformFactory factory;
-  {
-    // Copied out so that factories may recurse (independent) without holding the lock.
-    std::lock_guard<std::mutex> lock(r.mutex);
-    auto it = r.factories.find(std::type_index(typeid(*c)));
-    if (it != r.factories.end()) factory = it->second;
-  }
-  if (!factory)
-    throw NotImplementedError(cat("transform_to: no transform is registered for constraint ", c->name(),
-                                  "; register one with ember::transforms::register_transform_to"));
-  return factory(*c);
+  return lookup(&Registry::transform_to, "transform_to", "register_transform_to", c);
 }
 
-TransformPtr biject_to(const constraints::ConstraintPtr& c) { return transform_to(c); }
+TransformPtr biject_to(const constraints::ConstraintPtr& c) {
+  return lookup(&Registry::biject_to, "biject_to", "register_biject_to", c);
+}
 
 void register_transform_to(std::type_index type, TransformFactory factory) {
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  r.factories[type] = std::move(factory);
+  r.transform_to[type] = std::move(factory);
+}
+
+void register_biject_to(std::type_index type, TransformFactory factory) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.biject_to[type] = std::move(factory);
 }
 
 }  // namespace ember::transforms

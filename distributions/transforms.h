@@ -3,9 +3,9 @@
 ///
 /// `transform_to(c)` returns a transform from the reals onto constraint `c`; the param
 /// store keeps an unconstrained tensor and returns `transform_to(c)->forward(u)`.
-/// `biject_to(c)` is the same map, required to be bijective (used for densities).
-/// User code registers transforms for its own constraint types with
-/// `register_transform_to<MyConstraint>(factory)`.
+/// `biject_to(c)` is a bijection onto `c` (used for densities); the two differ for the
+/// simplex, as in torch. User code registers transforms for its own constraint types with
+/// `register_transform_to<MyConstraint>(factory)` and `register_biject_to<MyConstraint>(factory)`.
 
 #include <torch/types.h>
 
@@ -61,7 +61,7 @@ using TransformPtr = std::shared_ptr<const Transform>;
 TransformPtr identity();
 /// y = exp(x).
 TransformPtr exp();
-/// y = sigmoid(x), clamped away from 0 and 1 as torch does.
+/// y = sigmoid(x), clamped to [tiny, 1 - eps] of the dtype as torch does.
 TransformPtr sigmoid();
 /// y = softplus(x) = log(1 + exp(x)).
 TransformPtr softplus();
@@ -71,6 +71,9 @@ TransformPtr affine(torch::Tensor loc, torch::Tensor scale, int64_t event_dim = 
 TransformPtr affine(double loc, double scale, int64_t event_dim = 0);
 /// Applies `parts` in order: parts[0] first.
 TransformPtr compose(std::vector<TransformPtr> parts);
+/// R^K -> K-simplex by exp and normalisation (torch's SoftmaxTransform); not bijective, so
+/// log_abs_det_jacobian throws.
+TransformPtr softmax();
 /// R^{K-1} -> K-simplex (torch's StickBreakingTransform).
 TransformPtr stick_breaking();
 /// Unconstrained matrix -> lower-triangular with positive diagonal (exp of the diagonal).
@@ -80,22 +83,33 @@ TransformPtr cholesky_to_positive_definite();
 /// `base` with `n` extra rightmost dims treated as one event.
 TransformPtr independent(TransformPtr base, int64_t n);
 
-/// A transform from the reals onto constraint `c`; throws NotImplementedError naming `c`
-/// if no transform is registered for its type.
+/// A transform from the reals onto constraint `c` (torch's `transform_to`): what the param
+/// store uses. Not necessarily bijective: for the simplex it is softmax over K values.
+/// Throws NotImplementedError naming `c` if no transform is registered for its type.
 TransformPtr transform_to(const constraints::ConstraintPtr& c);
-/// A bijection from the reals onto `c` (the same registry: every registered map is bijective).
+/// A bijection from the reals onto `c` (torch's `biject_to`), for densities: for the simplex
+/// it is stick-breaking over K - 1 values. A separate registry from `transform_to`'s.
 TransformPtr biject_to(const constraints::ConstraintPtr& c);
 
 /// Factory building a transform for one constraint instance.
 using TransformFactory = std::function<TransformPtr(const constraints::Constraint&)>;
 
-/// Registers (or replaces) the transform used for constraints of dynamic type `type`.
+/// Registers (or replaces) the transform `transform_to` uses for constraints of dynamic type `type`.
 void register_transform_to(std::type_index type, TransformFactory factory);
+/// Registers (or replaces) the bijection `biject_to` uses for constraints of dynamic type `type`.
+void register_biject_to(std::type_index type, TransformFactory factory);
 
 /// Registers the transform for constraint type `C`: `register_transform_to<MyC>([](const MyC& c){...})`.
 template <class C, class F>
 void register_transform_to(F factory) {
   register_transform_to(std::type_index(typeid(C)), [factory](const constraints::Constraint& c) {
+    return factory(static_cast<const C&>(c));
+  });
+}
+/// Registers the bijection for constraint type `C` (as `register_transform_to<C>`).
+template <class C, class F>
+void register_biject_to(F factory) {
+  register_biject_to(std::type_index(typeid(C)), [factory](const constraints::Constraint& c) {
     return factory(static_cast<const C&>(c));
   });
 }

@@ -14,6 +14,7 @@
 #include "ppl/infer_config.h"
 #include "ppl/lift.h"
 #include "ppl/param_store.h"
+#include "ppl/primitives.h"
 #include "ppl/replay.h"
 #include "ppl/scale.h"
 #include "ppl/seed.h"
@@ -38,7 +39,7 @@ ConditionMessenger::~ConditionMessenger() noexcept(false) {
 void ConditionMessenger::check_all_used() const {
   std::vector<std::string> missing;
   for (const auto& [name, value] : data_)
-    if (value.defined() && !used_.count(name)) missing.push_back(name);
+    if (!used_.count(name)) missing.push_back(name);
   if (missing.empty()) return;
   std::sort(missing.begin(), missing.end());
   std::string names, sites;
@@ -49,8 +50,10 @@ void ConditionMessenger::check_all_used() const {
 }
 
 ConditionMessenger::ConditionMessenger(const Trace& trace) {
+  // Plates' subsample sites included, as in Pyro: the model then draws the trace's
+  // subsample, so its latents stay paired with the data rows they were drawn for.
   for (const auto& s : trace)
-    if (s.type == SiteType::sample && !is_subsample_site(s)) data_.emplace(s.name, s.value);
+    if (s.type == SiteType::sample) data_.emplace(s.name, s.value);
   enter();
 }
 
@@ -59,10 +62,12 @@ void ConditionMessenger::process(Message& msg) {
   if (check_sites_ && !is_subsample_site(msg) && std::find(seen_.begin(), seen_.end(), msg.name) == seen_.end())
     seen_.push_back(msg.name);
   auto it = data_.find(msg.name);
-  if (it == data_.end() || !it->second.defined()) return;
+  if (it == data_.end()) return;
   if (check_sites_) used_.insert(msg.name);
+  // An undefined value (Pyro's None) un-observes the site: it is sampled even if the
+  // program observed it.
   msg.value = it->second;
-  msg.is_observed = true;
+  msg.is_observed = it->second.defined();
 }
 
 UnconditionMessenger::UnconditionMessenger() { enter(); }
@@ -280,33 +285,73 @@ LiftMessenger::LiftMessenger(dist::DistPtr prior) : all_(std::move(prior)) {
   enter();
 }
 
+LiftMessenger::~LiftMessenger() {
+  if (active()) exit();
+  // Module parameters hold this scope's draws; give the modules their own values back.
+  torch::NoGradGuard no_grad;
+  for (auto& [tensor, original] : module_originals_) tensor.copy_(original);
+}
+
+dist::DistPtr LiftMessenger::prior_of(const std::string& name) const {
+  if (all_) return all_;
+  auto it = priors_.find(name);
+  if (it != priors_.end()) return it->second;
+  // As Pyro, a module parameter `net$$$fc.weight` also matches the prior named `fc.weight`.
+  const auto sep = name.find(kModuleSeparator);
+  if (sep == std::string::npos) return nullptr;
+  it = priors_.find(name.substr(sep + std::char_traits<char>::length(kModuleSeparator)));
+  return it == priors_.end() ? nullptr : it->second;
+}
+
 void LiftMessenger::process(Message& msg) {
   if (msg.type != SiteType::param) return;
-  dist::DistPtr prior = all_;
-  if (!prior) {
-    auto it = priors_.find(msg.name);
-    if (it == priors_.end()) return;
-    prior = it->second;
-  }
-  if (msg.param_is_module)
-    throw NotImplementedError(cat("lift: param '", msg.name,
-                                  "' is a torch::nn::Module parameter; lifting it would sample a value the network "
-                                  "never uses. Lift params declared with `param` instead"));
-  // The param's shape decides the prior's batch shape when the prior is a scalar family:
-  // a prior over the whole value keeps its own shape.
-  const torch::Tensor shape_source = msg.param_init.defined() ? msg.param_init
-                                     : get_param_store().contains(msg.name) ? get_param_store().get(msg.name)
-                                                                            : torch::Tensor();
-  if (shape_source.defined() && prior->batch_shape().empty() && prior->event_shape().empty())
-    prior = prior->expand(to_shape(shape_source.sizes()))->to_event(shape_source.dim());
+  dist::DistPtr prior = prior_of(msg.name);
+  if (!prior) return;
+  if (msg.param_is_module) module_params_[msg.name] = msg.param_init;  // the module's own tensor
+  // The prior is used as given (as Pyro): its shape is the draw's shape.
   msg.type = SiteType::sample;
   msg.fn = prior;
-  msg.value = torch::Tensor();
-  msg.is_observed = false;
-  msg.done = false;
   msg.param_init = torch::Tensor();
   msg.param_init_fn = nullptr;
   msg.param_is_module = false;
+  auto cached = draws_.find(msg.name);
+  if (cached != draws_.end()) {
+    // One draw per param per run: a second read returns the first draw, hidden from outer
+    // handlers (a trace records the site once).
+    msg.value = cached->second;
+    msg.is_observed = true;
+    msg.done = true;
+    msg.stop = true;
+    return;
+  }
+  msg.value = torch::Tensor();
+  msg.is_observed = false;
+  msg.done = false;
+  lifting_.insert(msg.name);
+}
+
+void LiftMessenger::postprocess(Message& msg) {
+  if (msg.type != SiteType::sample || !lifting_.count(msg.name)) return;
+  lifting_.erase(msg.name);
+  draws_[msg.name] = msg.value;
+  auto module_param = module_params_.find(msg.name);
+  if (module_param == module_params_.end()) return;
+  // Pyro's random_module: the module computes with the draw for the rest of this scope.
+  torch::Tensor& tensor = module_param->second;
+  if (msg.value.sizes() != tensor.sizes())
+    throw ShapeError(cat("lift: module parameter '", msg.name, "' has shape ", shape_str(tensor.sizes()),
+                         " but its prior ", msg.fn->to_string(), " drew a value of shape ", shape_str(msg.value.sizes()),
+                         "; give it a prior of the parameter's shape, e.g. .expand(", shape_str(tensor.sizes()),
+                         ").to_event()"));
+  if (msg.value.requires_grad())
+    throw NotImplementedError(cat("lift: module parameter '", msg.name,
+                                  "' received a value that carries gradients (e.g. replayed from a guide); LibTorch "
+                                  "modules compute with their own leaf parameters, so those gradients cannot flow "
+                                  "through the module. Lift params declared with `param`, or write the network "
+                                  "functionally over sampled weights"));
+  torch::NoGradGuard no_grad;
+  module_originals_.emplace_back(tensor, tensor.detach().clone());
+  tensor.copy_(msg.value);
 }
 
 // ---------------------------------------------------------------- infer_config

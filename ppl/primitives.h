@@ -23,12 +23,21 @@ struct SampleOptions {
     obs_ = std::move(value);
     return *this;
   }
+  /// Which entries of `obs` are observed (bool, broadcasting with the batch shape), as Pyro
+  /// 1.8's `obs_mask`: the site splits into `<name>_observed` (masked by obs_mask),
+  /// `<name>_unobserved` (a latent site masked by ~obs_mask, which guides should sample),
+  /// and a deterministic `<name>` joining them elementwise, which `sample` returns.
+  SampleOptions& obs_mask(torch::Tensor mask) {
+    obs_mask_ = std::move(mask);
+    return *this;
+  }
   /// Per-site inference configuration.
   SampleOptions& infer(InferConfig config) {
     infer_ = std::move(config);
     return *this;
   }
   torch::Tensor obs_;
+  torch::Tensor obs_mask_;
   InferConfig infer_;
 };
 
@@ -65,7 +74,9 @@ Holder& module(const std::string& name, Holder& holder) {
 void factor(const std::string& name, const torch::Tensor& log_weight);
 
 /// Records a deterministic function of other sites (`value`) in traces, with `event_dim`
-/// rightmost dims forming the event. Returns `value` (or the value a handler substitutes).
+/// rightmost dims forming the event (default: all dims). Returns `value` (or the value a
+/// handler substitutes). The site's distribution is a Delta masked out (as Pyro), so it adds
+/// zero log-density even when a handler supplies a different value.
 torch::Tensor deterministic(const std::string& name, const torch::Tensor& value, int64_t event_dim = -1);
 
 /// Separator between a module's name and its parameter paths in param names.

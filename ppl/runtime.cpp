@@ -2,10 +2,12 @@
 #include <torch/nn/module.h>
 
 #include "distributions/delta.h"
+#include "distributions/unit.h"
 #include "ppl/error.h"
 #include "ppl/messenger.h"
 #include "ppl/param_store.h"
 #include "ppl/primitives.h"
+#include "ppl/scale.h"
 
 namespace ember {
 
@@ -125,8 +127,41 @@ void apply_stack(Message& msg) {
 
 // ---------------------------------------------------------------- primitives
 
+namespace {
+
+// Pyro 1.8's sample(..., obs_mask): the site splits into `<name>_observed` (the observation,
+// masked by obs_mask) and the latent `<name>_unobserved` (masked by ~obs_mask), joined
+// elementwise into the deterministic site `<name>`.
+torch::Tensor masked_observe(const std::string& name, const dist::DistPtr& fn, const SampleOptions& options) {
+  const torch::Tensor& obs_mask = options.obs_mask_;
+  if (obs_mask.scalar_type() != torch::kBool)
+    throw ValueError(cat("sample site '", name, "': obs_mask must be a bool tensor, got ", obs_mask.dtype().name()));
+  torch::Tensor observed, unobserved;
+  {
+    MaskMessenger observed_part(obs_mask);
+    observed = sample(name + "_observed", fn, SampleOptions().obs(options.obs_).infer(options.infer_));
+  }
+  {
+    MaskMessenger unobserved_part(obs_mask.logical_not());
+    unobserved = sample(name + "_unobserved", fn, SampleOptions().infer(options.infer_));
+  }
+  // The mask covers batch dims only: the event dims of one element go together.
+  Shape mask_shape = to_shape(obs_mask.sizes());
+  mask_shape.resize(mask_shape.size() + static_cast<size_t>(fn->event_dim()), 1);
+  const auto value_shape = broadcast_shapes(to_shape(observed.sizes()), to_shape(unobserved.sizes()), "obs_mask");
+  const Shape batch_shape(value_shape.begin(), value_shape.end() - fn->event_dim());
+  if (!shapes_broadcast(mask_shape, value_shape))
+    throw ShapeError(cat("sample site '", name, "': obs_mask of shape ", shape_str(obs_mask.sizes()),
+                         " does not broadcast with the batch shape ", shape_str(batch_shape)));
+  const torch::Tensor value = torch::where(obs_mask.reshape(mask_shape), observed, unobserved);
+  return deterministic(name, value);
+}
+
+}  // namespace
+
 torch::Tensor sample(const std::string& name, const dist::DistPtr& fn, const SampleOptions& options) {
   if (!fn) throw ValueError(cat("sample site '", name, "': the distribution is null"));
+  if (options.obs_mask_.defined()) return masked_observe(name, fn, options);
   if (t_stack.empty()) return options.obs_.defined() ? options.obs_ : fn->draw();
   Message msg;
   msg.type = SiteType::sample;
@@ -140,7 +175,7 @@ torch::Tensor sample(const std::string& name, const dist::DistPtr& fn, const Sam
 }
 
 torch::Tensor sample(const std::string& name, const dist::Distribution& fn, const SampleOptions& options) {
-  if (t_stack.empty()) return options.obs_.defined() ? options.obs_ : fn.draw();
+  if (t_stack.empty() && !options.obs_mask_.defined()) return options.obs_.defined() ? options.obs_ : fn.draw();
   return sample(name, fn.clone(), options);
 }
 
@@ -203,7 +238,9 @@ torch::Tensor deterministic(const std::string& name, const torch::Tensor& value,
   if (event_dim < 0) event_dim = value.dim();
   InferConfig infer;
   infer.is_deterministic = true;
-  return sample(name, std::make_shared<dist::Delta>(value, event_dim), SampleOptions().obs(value).infer(infer));
+  // Masked out, as Pyro: a handler that supplies another value (condition, replay) does not
+  // make the run impossible; the site only records the value.
+  return sample(name, std::make_shared<dist::Delta>(value, event_dim)->mask(false), SampleOptions().obs(value).infer(infer));
 }
 
 }  // namespace ember

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ppl/ppl.h"
+#include "pyro_fixture.h"
 #include "test_util.h"
 
 using namespace ember;
@@ -292,11 +293,11 @@ TEST_CASE("lift turns params into sample sites drawn from their priors") {
     return w.sum() + b;
   };
   torch::manual_seed(0);
-  Trace t = trace(lift(model, PriorMap{{"w", std::make_shared<Normal>(0.0, 1.0)}})).get_trace();
+  auto prior = std::make_shared<Normal>(torch::zeros({3}), 1.0)->to_event(1);
+  Trace t = trace(lift(model, PriorMap{{"w", prior}})).get_trace();
   REQUIRE(t.at("w").type == SiteType::sample);
   CHECK_FALSE(t.at("w").is_observed);
   CHECK(t.at("w").value.sizes() == torch::IntArrayRef{3});
-  CHECK(t.at("w").fn->event_shape() == Shape{3});  // a scalar prior covers the whole param
   CHECK_FALSE(t.at("w").value.equal(torch::zeros({3})));
   CHECK(t.at("b").type == SiteType::param);  // not lifted
   CHECK(t.return_value.item<double>() == doctest::Approx(t.at("w").value.sum().item<double>() + 0.5));
@@ -308,9 +309,217 @@ TEST_CASE("lift turns params into sample sites drawn from their priors") {
   // One prior for all params.
   Trace all = trace(lift(model, dist::DistPtr(std::make_shared<Normal>(0.0, 1.0)))).get_trace();
   CHECK(all.at("b").type == SiteType::sample);
-  // Module parameters cannot be lifted: the network would ignore the draw.
-  torch::nn::Linear lin(2, 2);
-  auto net = [&] { module("net", lin); };
-  CHECK(error_of([&] { lift(net, dist::DistPtr(std::make_shared<Normal>(0.0, 1.0)))(); }).find("net$$$weight") !=
-        std::string::npos);
+}
+
+// ---------------------------------------------------------------- against Pyro 1.8.4
+// tests/fixtures/pyro/handlers.json, written by scripts/pyro_fixtures/handlers.py.
+
+namespace {
+
+using ember::testing::fixture_tensor;
+using ember::testing::pyro_cases;
+
+const nlohmann::json& handler_case(const std::string& name) { return pyro_cases("handlers").at(name); }
+
+torch::Tensor f64(const nlohmann::json& j) { return fixture_tensor(j); }
+
+bool close(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.sizes() == b.sizes() && torch::allclose(a.to(torch::kFloat64), b.to(torch::kFloat64), 1e-6, 1e-6);
+}
+
+// Compares every sample site of `t` with Pyro's record: names in order, observed flags,
+// values, distribution shapes and per-site log-probs (scaled and masked).
+void check_sites(Trace& t, const nlohmann::json& expected) {
+  t.compute_log_prob();
+  std::vector<std::string> names, expected_names;
+  for (const auto& s : t)
+    if (s.type == SiteType::sample) names.push_back(s.name);
+  for (const auto& e : expected) expected_names.push_back(e.at("name").get<std::string>());
+  REQUIRE(names == expected_names);
+  for (const auto& e : expected) {
+    const Site& s = t.at(e.at("name").get<std::string>());
+    INFO("site " << s.name);
+    CHECK(s.is_observed == e.at("is_observed").get<bool>());
+    CHECK(close(s.value, f64(e.at("value"))));
+    if (!is_subsample_site(s)) {
+      CHECK(s.fn->batch_shape() == e.at("batch_shape").get<Shape>());
+      CHECK(s.fn->event_shape() == e.at("event_shape").get<Shape>());
+    }
+    CHECK(close(s.log_prob, f64(e.at("log_prob"))));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Pyro parity: condition with an undefined value (Pyro's None) un-observes a site") {
+  const auto& c = handler_case("condition_none");
+  auto model = [] {
+    auto z = sample("z", Normal(0.0, 1.0));
+    return sample("x", Normal(z, 1.0), torch::tensor(0.5, torch::kFloat64));
+  };
+  const ValueMap data{{"x", torch::Tensor()}, {"z", torch::tensor(0.3, torch::kFloat64)}};
+  Trace guide_trace = trace(condition(model, data)).get_trace();
+  REQUIRE_FALSE(guide_trace.at("x").is_observed);
+  guide_trace.at("x").value = torch::tensor(0.9, torch::kFloat64);
+  Trace t;
+  {
+    ReplayMessenger replay_guide(guide_trace);
+    t = trace(condition(model, data)).get_trace();
+  }
+  check_sites(t, c.at("sites"));
+  CHECK(close(t.log_prob_sum(), f64(c.at("log_prob_sum"))));
+}
+
+TEST_CASE("Pyro parity: condition on a trace reuses its plate subsample, keeping latents paired with data rows") {
+  const auto& c = handler_case("condition_trace_subsample");
+  const auto data = f64(c.at("data"));
+  auto model = [&](torch::Tensor subsample) {
+    auto options = subsample.defined() ? PlateOptions().subsample(subsample) : PlateOptions().subsample_size(2);
+    auto n = plate("N", 5, options);
+    auto z = sample("z", Normal(torch::zeros({}, torch::kFloat64), 1.0));
+    sample("x", Normal(z, 1.0), n.subsample(data));
+  };
+  Trace source = trace(condition(model, {{"z", f64(c.at("z"))}})).get_trace(fixture_tensor(c.at("subsample"), torch::kLong));
+  for (int run = 0; run < 5; ++run) {  // a fresh subsample would pair z with other rows
+    Trace t;
+    {
+      ConditionMessenger given(source);
+      t = trace(model).get_trace(torch::Tensor());
+    }
+    check_sites(t, c.at("sites"));
+    CHECK(close(t.log_prob_sum(), f64(c.at("log_prob_sum"))));
+  }
+}
+
+TEST_CASE("Pyro parity: lift draws once per param per run and uses the prior as given") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto& c = handler_case("lift");
+  auto model = [] {
+    auto w = param("w", torch::zeros({3}, torch::kFloat64));
+    auto w_again = param("w");
+    return w + w_again;
+  };
+  {  // A scalar prior on a [3] param: one scalar draw.
+    const auto& s = c.at("scalar_prior");
+    auto lifted = lift(model, dist::DistPtr(std::make_shared<Normal>(torch::zeros({}, torch::kFloat64), 1.0)));
+    Trace t = trace(condition(lifted, {{"w", torch::tensor(0.7, torch::kFloat64)}})).get_trace();
+    check_sites(t, s.at("sites"));
+    CHECK(close(t.return_value, f64(s.at("return"))));
+    CHECK(close(t.log_prob_sum(), f64(s.at("log_prob_sum"))));
+  }
+  {  // A prior over the whole param.
+    const auto& s = c.at("vector_prior");
+    auto prior = std::make_shared<Normal>(torch::zeros({3}, torch::kFloat64), 2.0)->to_event(1);
+    Trace t = trace(condition(lift(model, PriorMap{{"w", prior}}), {{"w", f64(s.at("w"))}})).get_trace();
+    check_sites(t, s.at("sites"));
+    CHECK(close(t.return_value, f64(s.at("return"))));
+    CHECK(close(t.log_prob_sum(), f64(s.at("log_prob_sum"))));
+  }
+  // Unconditioned: the second read returns the first read's draw.
+  torch::manual_seed(1);
+  auto sum_of_reads = [] { return param("w", torch::zeros({3}, torch::kFloat64)) - param("w"); };
+  Trace t = trace(lift(sum_of_reads, dist::DistPtr(std::make_shared<Normal>(torch::zeros({3}, torch::kFloat64), 1.0)))).get_trace();
+  CHECK(t.return_value.abs().max().item<double>() == 0.0);
+  CHECK(t.size() == 1);
+}
+
+TEST_CASE("Pyro parity: lifting module parameters (random_module)") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto& c = handler_case("lift").at("random_module");
+  torch::nn::Linear net(2, 1);
+  net->to(torch::kFloat64);
+  {
+    torch::NoGradGuard no_grad;
+    net->weight.copy_(f64(c.at("init_weight")));
+    net->bias.copy_(f64(c.at("init_bias")));
+  }
+  const auto x = f64(c.at("x"));
+  auto bayes_net = [&] {
+    module("net", net);
+    return net(x);
+  };
+  PriorMap priors{{"weight", std::make_shared<Normal>(torch::zeros({1, 2}, torch::kFloat64), 1.0)->to_event(2)},
+                  {"bias", std::make_shared<Normal>(torch::zeros({1}, torch::kFloat64), 3.0)->to_event(1)}};
+  Trace t = trace(condition(lift(bayes_net, priors), {{"net$$$weight", f64(c.at("weight"))},
+                                                      {"net$$$bias", f64(c.at("bias"))}}))
+                .get_trace();
+  check_sites(t, c.at("sites"));
+  CHECK(close(t.return_value, f64(c.at("return"))));
+  CHECK(close(t.log_prob_sum(), f64(c.at("log_prob_sum"))));
+  // After the run the module has its own parameters back, and nothing entered the store.
+  CHECK(net->weight.equal(f64(c.at("init_weight"))));
+  CHECK(net->bias.equal(f64(c.at("init_bias"))));
+  CHECK(store.size() == 0);
+  // A draw of the wrong shape, or one carrying gradients, is refused by name.
+  auto scalar = lift(bayes_net, dist::DistPtr(std::make_shared<Normal>(torch::zeros({}, torch::kFloat64), 1.0)));
+  CHECK(error_of(scalar).find("net$$$weight") != std::string::npos);
+  auto with_grad = condition(lift(bayes_net, priors),
+                             {{"net$$$weight", f64(c.at("weight")).requires_grad_()}, {"net$$$bias", f64(c.at("bias"))}});
+  CHECK(error_of(with_grad).find("gradients") != std::string::npos);
+  CHECK(net->weight.equal(f64(c.at("init_weight"))));
+}
+
+TEST_CASE("Pyro parity: deterministic adds no log-density when a handler supplies another value") {
+  const auto& c = handler_case("deterministic_other_value");
+  auto model = [] {
+    auto a = sample("a", Normal(0.0, 1.0));
+    return deterministic("d", a * 2);
+  };
+  Trace t = trace(condition(model, {{"a", torch::tensor(0.5, torch::kFloat64)}, {"d", torch::tensor(3.0, torch::kFloat64)}}))
+                .get_trace();
+  check_sites(t, c.at("sites"));
+  CHECK(close(t.return_value, f64(c.at("return"))));
+  CHECK(close(t.log_prob_sum(), f64(c.at("log_prob_sum"))));
+}
+
+TEST_CASE("Pyro parity: sample with obs_mask splits the site into observed and unobserved parts") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto& c = handler_case("obs_mask");
+  const auto data = f64(c.at("data")), imputed = f64(c.at("imputed"));
+  const auto mask = fixture_tensor(c.at("mask"), torch::kBool);
+  auto model = [&] {
+    auto loc = param("loc", torch::tensor(0.5, torch::kFloat64));
+    auto n = plate("N", 4);
+    return sample("x", Normal(loc, 2.0), SampleOptions().obs(data).obs_mask(mask));
+  };
+  Trace t = trace(condition(model, {{"x_unobserved", imputed}})).get_trace();
+  check_sites(t, c.at("sites"));
+  CHECK(close(t.return_value, f64(c.at("return"))));
+  CHECK(close(t.log_prob_sum(), f64(c.at("log_prob_sum"))));
+  // As a guide's replay sees it: x_unobserved is latent.
+  auto guide = [&] {
+    auto n = plate("N", 4);
+    sample("x_unobserved", dist::Delta(imputed));
+  };
+  Trace guide_trace = trace(guide).get_trace();
+  Trace latent;
+  {
+    ReplayMessenger replay_guide(guide_trace);
+    latent = trace(model).get_trace();
+  }
+  check_sites(latent, c.at("latent_sites"));
+  CHECK(close(latent.log_prob_sum(), f64(c.at("latent_log_prob_sum"))));
+  // Vector events: the mask covers batch dims only.
+  const auto& v = c.at("vector");
+  const auto vdata = f64(v.at("data"));
+  const auto vmask = fixture_tensor(v.at("mask"), torch::kBool);
+  auto vmodel = [&] {
+    auto n = plate("N", 3);
+    return sample("y", std::make_shared<Normal>(torch::zeros({2}, torch::kFloat64), 1.0)->to_event(1),
+                  SampleOptions().obs(vdata).obs_mask(vmask));
+  };
+  Trace vt = trace(condition(vmodel, {{"y_unobserved", f64(v.at("imputed"))}})).get_trace();
+  check_sites(vt, v.at("sites"));
+  CHECK(close(vt.return_value, f64(v.at("return"))));
+  CHECK(close(vt.log_prob_sum(), f64(v.at("log_prob_sum"))));
+  // A mask that does not broadcast with the batch shape is an error naming the site.
+  auto bad = [&] {
+    auto n = plate("N", 3);
+    sample("y", std::make_shared<Normal>(torch::zeros({2}, torch::kFloat64), 1.0)->to_event(1),
+           SampleOptions().obs(vdata).obs_mask(torch::tensor({true, false})));
+  };
+  CHECK(error_of(bad).find("'y") != std::string::npos);
 }
