@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "inference/inference.h"
 #include "ppl/ppl.h"
@@ -207,6 +209,74 @@ Gaussian gaussian_counterfactual(const Model& model, const ValueMap& evidence, c
   // The counterfactual values are affine in the latents: exact mean and covariance.
   auto J = jacobian(cf, theta, /*create_graph=*/false);
   return {torch::stack(cf).detach(), J.matmul(post.cov).matmul(J.t())};
+}
+
+// ------------------------------------------------------------------ smoking, tar and cancer
+
+SmokingData load_smoking_data(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ValueError(cat("load_smoking_data: cannot open '", path, "'"));
+  std::string line;
+  std::getline(in, line);
+  if (line != "C,S,T,L") throw ValueError(cat(path, ":1: expected the header 'C,S,T,L', got '", line, "'"));
+  std::vector<int64_t> S;
+  std::vector<double> T, L;
+  auto code = [&](const std::string& v, const std::vector<std::string>& levels, int64_t line_no, const char* column) {
+    for (size_t i = 0; i < levels.size(); ++i)
+      if (v == levels[i]) return static_cast<int64_t>(i);
+    throw ValueError(cat(path, ":", line_no, ": column ", column, " has '", v, "', not one of the expected levels"));
+  };
+  for (int64_t line_no = 2; std::getline(in, line); ++line_no) {
+    if (line.empty()) continue;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) f.push_back(cell);
+    if (f.size() != 4) throw ValueError(cat(path, ":", line_no, ": expected 4 comma-separated fields, got ", f.size()));
+    S.push_back(code(f[1], {"Low", "Med", "High"}, line_no, "S"));
+    T.push_back(static_cast<double>(code(f[2], {"Low", "High"}, line_no, "T")));
+    L.push_back(static_cast<double>(code(f[3], {"FALSE", "TRUE"}, line_no, "L")));
+  }
+  if (S.empty()) throw ValueError(cat(path, ": no data rows"));
+  return {torch::tensor(S, torch::kLong), torch::tensor(T, torch::kFloat64), torch::tensor(L, torch::kFloat64)};
+}
+
+void smoking_model(const SmokingData& data) {
+  auto two = [](std::vector<int64_t> shape) { return torch::full(shape, 2.0, torch::kFloat64); };
+  auto theta_s = sample("theta_S", dist::Dirichlet(two({3})));
+  auto theta_t = sample("theta_T", dist::Beta(two({3}), two({3})).to_event(1));
+  auto theta_l = sample("theta_L", dist::Beta(two({2, 3}), two({2, 3})).to_event(2));
+  auto smokers = plate("smokers", data.size());
+  sample("S", dist::Categorical(theta_s), data.S);
+  sample("T", dist::Bernoulli(theta_t.index({data.S})), data.T);
+  sample("L", dist::Bernoulli(theta_l.index({data.T.to(torch::kLong), data.S})), data.L);
+}
+
+void smoking_guide(const SmokingData&) {
+  auto half = [](std::vector<int64_t> shape) { return torch::full(shape, 0.5, torch::kFloat64); };
+  sample("theta_S", dist::Delta(param("theta_S_map", torch::full({3}, 1.0 / 3, torch::kFloat64), constraints::simplex()), 1));
+  sample("theta_T", dist::Delta(param("theta_T_map", half({3}), constraints::unit_interval()), 1));
+  sample("theta_L", dist::Delta(param("theta_L_map", half({2, 3}), constraints::unit_interval()), 2));
+}
+
+SmokingCPTs fit_smoking(const SmokingData& data, const FitOptions& options, std::vector<double>* losses) {
+  infer::SVI svi(smoking_model, smoking_guide, infer::ClippedAdam(infer::ClippedAdamOptions().lr(options.lr()).lrd(options.lrd())),
+                 infer::Trace_ELBO());
+  for (int64_t i = 0; i < options.steps(); ++i) {
+    const double loss = svi.step(data);
+    if (losses) losses->push_back(loss);
+  }
+  auto& store = get_param_store();
+  return {store.get("theta_S_map").detach().clone(), store.get("theta_T_map").detach().clone(),
+          store.get("theta_L_map").detach().clone()};
+}
+
+ValueMap Smoking::operator()() const {
+  auto d = sample("D", dist::Categorical(cpt.p_s));
+  auto s_value = d.to(torch::kFloat64);
+  auto s = sample("S", dist::Delta(s_value), SampleOptions().obs(s_value));
+  auto t = binary_mechanism("T", cpt.p_t, s);
+  auto l = binary_mechanism("L", cpt.p_l.flatten(), 3 * t + d);
+  return {{"D", d}, {"S", s}, {"T", t}, {"L", l}};
 }
 
 }  // namespace ember::causal_basics

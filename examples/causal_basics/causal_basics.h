@@ -155,4 +155,55 @@ Gaussian gaussian_posterior(const Model& model, const ValueMap& evidence, const 
 Gaussian gaussian_counterfactual(const Model& model, const ValueMap& evidence, const ValueMap& intervention,
                                  const std::vector<std::string>& latents, const std::vector<std::string>& outputs);
 
+// ------------------------------------------------------------------ smoking, tar and cancer (real data)
+
+/// The book's `datasets/cigs_and_cancer.csv` (altdeep/causalML, MIT licence): one row per
+/// person; smoking S (Low/Med/High -> 0/1/2), tar T (Low/High -> 0/1), lung cancer L
+/// (FALSE/TRUE -> 0/1). Its cost column C is not used.
+struct SmokingData {
+  torch::Tensor S;  ///< long [N]
+  torch::Tensor T;  ///< float64 [N]
+  torch::Tensor L;  ///< float64 [N]
+  int64_t size() const { return S.size(0); }
+};
+/// Reads the CSV (header `C,S,T,L`); errors name the file, line and value.
+SmokingData load_smoking_data(const std::string& path);
+
+/// The conditional probability tables of the front-door model.
+struct SmokingCPTs {
+  torch::Tensor p_s;  ///< P(S = s), [3]
+  torch::Tensor p_t;  ///< P(T = High | S = s), [3]
+  torch::Tensor p_l;  ///< P(L = 1 | T = t, D = d), [2, 3] (D = S observationally)
+};
+
+/// The observational model fitted to the data: S ~ Categorical(theta_S), T ~ Bernoulli(theta_T[S]),
+/// L ~ Bernoulli(theta_L[T, S]) for every row (plate "smokers"), with Dirichlet(2, 2, 2) and
+/// Beta(2, 2) priors (they keep the one cell with a single, positive, row off the boundary).
+void smoking_model(const SmokingData& data);
+/// MAP guide: a Delta at a param for each table ("theta_S_map", "theta_T_map", "theta_L_map").
+void smoking_guide(const SmokingData& data);
+
+/// Options of `fit_smoking`.
+struct FitOptions {
+  TORCH_ARG(int64_t, steps) = 2000;
+  /// ClippedAdam's learning rate, multiplied by `lrd` after each step.
+  TORCH_ARG(double, lr) = 0.05;
+  TORCH_ARG(double, lrd) = 0.996;
+};
+/// Fits the tables by SVI (Trace_ELBO on `smoking_model` / `smoking_guide`, in the current param
+/// store): MAP estimates. The model has no latent site and the guide is a Delta, so the loss is
+/// `-log p(data, theta)` exactly and the fit is deterministic. `losses` gets each step's loss.
+SmokingCPTs fit_smoking(const SmokingData& data, const FitOptions& options = {}, std::vector<double>* losses = nullptr);
+
+/// The front-door SCM of the book's DAG (C -> S <- D -> L, S -> T -> L; genotype D latent) with
+/// the fitted tables: D ~ Categorical(p_s), S := D, T and L threshold mechanisms (`binary_mechanism`)
+/// of S and of (T, D). It reproduces the data's P(S, T, L) exactly, and its P(L | do(S)) is the
+/// front-door formula, which any SCM of this DAG with the same observational law shares. Its
+/// counterfactuals are those of the monotone (threshold) noise: an assumption, not data.
+struct Smoking {
+  SmokingCPTs cpt;
+  /// Returns {"D", "S", "T", "L"}.
+  ValueMap operator()() const;
+};
+
 }  // namespace ember::causal_basics

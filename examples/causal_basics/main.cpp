@@ -3,6 +3,7 @@
 // See examples/causal_basics/README.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -91,18 +92,76 @@ void gaussian() {
               g.c * g.c * g.s_m * g.s_m + g.d * g.d * g.s_z * g.s_z + g.s_y * g.s_y);
 }
 
+// Length of {u in (0, 1): (u < t) == below for each (t, below)}.
+double interval(const std::vector<std::pair<double, bool>>& conditions) {
+  double lo = 0, hi = 1;
+  for (auto [t, below] : conditions) (below ? hi : lo) = below ? std::min(hi, t) : std::max(lo, t);
+  return std::max(0.0, hi - lo);
+}
+
+void smoking(const std::string& csv) {
+  std::printf("\nsmoking (S) -> tar (T) -> cancer (L), genotype D -> {S, L} latent: %s\n", csv.c_str());
+  const SmokingData data = load_smoking_data(csv);
+  ParamStore store;
+  ParamStoreScope scope(store);
+  std::vector<double> losses;
+  const SmokingCPTs c = fit_smoking(data, FitOptions(), &losses);
+  std::printf("  SVI (MAP, Dirichlet(2)/Beta(2, 2) priors), %zu steps: loss %.4f -> %.4f\n", losses.size(), losses.front(), losses.back());
+  // Closed-form MAP: (k + 1) / (n + 2) per Bernoulli cell, (n_s + 1) / (N + 3) for P(S).
+  const auto S = data.S, T = data.T, L = data.L;
+  const char* level[] = {"Low", "Med", "High"};
+  for (int s = 0; s < 3; ++s) {
+    auto in_s = S == s;
+    const double n_s = in_s.sum().item<double>();
+    row(("P(S=" + std::string(level[s]) + ")").c_str(), c.p_s[s].item<double>(), (n_s + 1) / (data.size() + 3.0));
+    row(("P(T=High | S=" + std::string(level[s]) + ")").c_str(), c.p_t[s].item<double>(),
+        ((T * in_s).sum().item<double>() + 1) / (n_s + 2));
+    for (int t = 0; t < 2; ++t) {
+      auto in_ts = in_s & (T == t);
+      row(("P(L=1 | T=" + std::string(t ? "High" : "Low") + ", S=" + level[s] + ")").c_str(), c.p_l[t][s].item<double>(),
+          ((L * in_ts).sum().item<double>() + 1) / (in_ts.sum().item<double>() + 2));
+    }
+  }
+  auto p = [](const torch::Tensor& t, int64_t i) { return t[i].item<double>(); };
+  const Smoking scm{c};
+  for (int s = 0; s < 3; s += 2) {
+    double obs = 0, front_door = 0;
+    for (int t = 0; t < 2; ++t) {
+      const double p_t = t ? p(c.p_t, s) : 1 - p(c.p_t, s);
+      obs += p_t * c.p_l[t][s].item<double>();
+      for (int d = 0; d < 3; ++d) front_door += p_t * p(c.p_s, d) * c.p_l[t][d].item<double>();
+    }
+    row(("P(L=1 | S=" + std::string(level[s]) + ")").c_str(), probability(scm, Query().evidence({{"S", scalar(s)}}).event(site_is("L", 1))), obs);
+    row(("P(L=1 | do(S=" + std::string(level[s]) + "))  [front-door]").c_str(),
+        probability(scm, Query().intervention({{"S", scalar(s)}}).event(site_is("L", 1))), front_door);
+  }
+  const double cf = probability(scm, Query()
+                                         .worlds(Worlds::twin)
+                                         .intervention({{"S", scalar(0)}})
+                                         .evidence({{"S", scalar(2)}, {"T", scalar(1)}, {"L", scalar(1)}})
+                                         .event([](const ValueMap& v) { return gather(v.at("L"), {{kTwinWorld, {1}}}) == 1; }));
+  double expected = 0;
+  for (int t_cf = 0; t_cf < 2; ++t_cf)
+    expected += interval({{p(c.p_t, 2), true}, {p(c.p_t, 0), t_cf == 1}}) / p(c.p_t, 2) *
+                interval({{c.p_l[1][2].item<double>(), true}, {c.p_l[t_cf][2].item<double>(), true}}) / c.p_l[1][2].item<double>();
+  row("P(L_{S=Low}=1 | S=High, T=High, L=1)", cf, expected);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Small causal models: Ember's observational, interventional and counterfactual answers vs exact ones"};
   std::string example = "all";
-  app.add_option("example", example, "sunscreen | mediator | gaussian | all")
-      ->check(CLI::IsMember({"sunscreen", "mediator", "gaussian", "all"}))
+  std::string csv = std::string(EMBER_CAUSAL_BASICS_DATA) + "/cigs_and_cancer.csv";
+  app.add_option("example", example, "sunscreen | mediator | gaussian | smoking | all")
+      ->check(CLI::IsMember({"sunscreen", "mediator", "gaussian", "smoking", "all"}))
       ->capture_default_str();
+  app.add_option("--csv", csv, "the book's cigs_and_cancer.csv")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   torch::manual_seed(0);
   if (example == "sunscreen" || example == "all") sunscreen();
   if (example == "mediator" || example == "all") mediator();
   if (example == "gaussian" || example == "all") gaussian();
+  if (example == "smoking" || example == "all") smoking(csv);
   return 0;
 }
