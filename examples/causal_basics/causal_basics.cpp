@@ -54,8 +54,14 @@ double probability(const Model& model, const Query& query) {
 
 // ------------------------------------------------------------------ mechanisms
 
-torch::Tensor binary_mechanism(const std::string& name, const torch::Tensor& p, const torch::Tensor& parent_config) {
+torch::Tensor binary_mechanism(const std::string& name, const torch::Tensor& p, const torch::Tensor& parent_config, Noise noise) {
   auto probs = p.to(torch::kFloat64).flatten();
+  auto p_parents = probs.index({parent_config.to(torch::kLong)});
+  if (noise == Noise::uniform) {
+    auto u = sample("U_" + name, dist::Uniform(scalar(0.0), scalar(1.0)));
+    auto value = (u < p_parents).to(torch::kFloat64);
+    return sample(name, dist::Delta(value), SampleOptions().obs(value));
+  }
   std::vector<double> cuts = {0.0, 1.0};
   for (int64_t k = 0; k < probs.size(0); ++k) {
     const double pk = probs[k].item<double>();
@@ -69,7 +75,7 @@ torch::Tensor binary_mechanism(const std::string& name, const torch::Tensor& p, 
   std::vector<double> upper(cuts.begin() + 1, cuts.end()), width;
   for (size_t j = 0; j + 1 < cuts.size(); ++j) width.push_back(cuts[j + 1] - cuts[j]);
   auto u = sample("U_" + name, dist::Categorical(vec(width)));
-  auto value = (vec(upper).index({u.to(torch::kLong)}) <= probs.index({parent_config.to(torch::kLong)})).to(torch::kFloat64);
+  auto value = (vec(upper).index({u.to(torch::kLong)}) <= p_parents).to(torch::kFloat64);
   return sample(name, dist::Delta(value), SampleOptions().obs(value));
 }
 
@@ -91,9 +97,9 @@ ValueMap Sunscreen::operator()() const {
 
 ValueMap Mediator::operator()() const {
   auto z = sample("Z", dist::Bernoulli(scalar(p_z)));
-  auto x = binary_mechanism("X", vec(p_x), z);
-  auto m = binary_mechanism("M", vec(p_m), x);
-  auto y = binary_mechanism("Y", vec(p_y), 2 * m + z);
+  auto x = binary_mechanism("X", vec(p_x), z, noise);
+  auto m = binary_mechanism("M", vec(p_m), x, noise);
+  auto y = binary_mechanism("Y", vec(p_y), 2 * m + z, noise);
   return {{"Z", z}, {"X", x}, {"M", m}, {"Y", y}};
 }
 

@@ -57,21 +57,30 @@ double log_joint(const Model& model, const Query& query);
 /// `P(event | evidence)` exactly: `exp(log_joint(with event) - log_joint(without))`.
 double probability(const Model& model, const Query& query);
 
+/// How `binary_mechanism` samples its exogenous noise.
+enum class Noise {
+  /// A Categorical over the cells between consecutive distinct values of {0, p, 1}: finite, so
+  /// enumeration sums it exactly.
+  cells,
+  /// The Uniform(0, 1) itself (for sampling-based inference).
+  uniform
+};
+
 /// A binary endogenous variable `V := 1[U_V < p[parent_config]]`, `U_V ~ Uniform(0, 1)`: the
 /// monotone (comonotone threshold) SCM that reproduces the CPT `p` (`P(V = 1 | config k) =
-/// p[k]`). `U_V` matters only through the cell between consecutive distinct values of {0, p, 1}
-/// it falls in, so it is sampled as site "U_<name>", a Categorical over those cells (finite:
-/// enumerable), and V as site `name`: a Delta observed at its own value, which `condition`
+/// p[k]`). The noise is site "U_<name>"; with `Noise::cells` it is the cell U_V falls in, which
+/// is all V depends on. V is site `name`: a Delta observed at its own value, which `condition`
 /// replaces (then it scores 0 or -inf). `parent_config` indexes `p` (long, any batch shape);
 /// returns V (float64 0/1).
-torch::Tensor binary_mechanism(const std::string& name, const torch::Tensor& p, const torch::Tensor& parent_config);
+torch::Tensor binary_mechanism(const std::string& name, const torch::Tensor& p, const torch::Tensor& parent_config,
+                               Noise noise = Noise::cells);
 
 /// A float64 scalar.
 torch::Tensor scalar(double v);
 
 // ------------------------------------------------------------------ sunscreen -> sunburn
 
-/// Chapter 1's C -> O (sunscreen -> sunburn); the confounded variant adds a sunny day U ->
+/// The book's C -> O (sunscreen -> sunburn); the confounded variant adds a sunny day U ->
 /// {C, O}. C = 1: wears sunscreen; O = 1: gets sunburnt; U = 1: strong sun.
 struct Sunscreen {
   /// With the confounder U.
@@ -101,6 +110,8 @@ struct Mediator {
   std::vector<double> p_m = {0.1, 0.8};
   /// P(Y = 1 | M = m, Z = z), index 2 m + z.
   std::vector<double> p_y = {0.1, 0.5, 0.6, 0.9};
+  /// How the mechanisms' noise is sampled.
+  Noise noise = Noise::cells;
 
   /// The SCM; returns {"Z", "X", "M", "Y"}.
   ValueMap operator()() const;

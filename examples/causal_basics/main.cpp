@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "examples/causal_basics/causal_basics.h"
@@ -100,7 +101,8 @@ double interval(const std::vector<std::pair<double, bool>>& conditions) {
 }
 
 void smoking(const std::string& csv) {
-  std::printf("\nsmoking (S) -> tar (T) -> cancer (L), genotype D -> {S, L} latent: %s\n", csv.c_str());
+  std::printf("\nsmoking (S) -> tar (T) -> cancer (L), genotype D -> {S, L} latent: %s\n",
+              std::filesystem::path(csv).filename().c_str());
   const SmokingData data = load_smoking_data(csv);
   ParamStore store;
   ParamStoreScope scope(store);
