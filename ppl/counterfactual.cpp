@@ -338,9 +338,22 @@ void CounterfactualMessenger::resolve_worlds(Message& msg, const std::vector<Pla
   sub.fn = std::make_shared<FactualDistribution>(msg.fn, depends);
   sub.world_resolver = this;
   sub.infer.do_not_trace = true;
+  // An observation that already varies across the worlds (a `deterministic` site, or a
+  // mechanism observed at its own value, downstream of an intervention) is shown to the
+  // handlers as its factual slice, the shape of the factual law; unless one of them replaces
+  // it (e.g. `condition` further out), the site keeps its observed value in every world.
+  torch::Tensor observed_worlds, factual_observation;
+  if (sub.is_observed && sub.value.defined()) {
+    factual_observation = factual_slice(sub.value, dims);
+    if (!factual_observation.is_same(sub.value)) {
+      observed_worlds = sub.value;
+      sub.value = factual_observation;
+    }
+  }
   apply_stack(sub);
 
   torch::Tensor value = sub.value;
+  if (observed_worlds.defined() && value.is_same(factual_observation)) value = observed_worlds;
   bool joint = true;
   for (int64_t d : dims) joint = joint && has_dim(value, d) && value.size(d) > 1;
   if (!joint) {

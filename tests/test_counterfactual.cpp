@@ -238,6 +238,47 @@ TEST_CASE("counterfactual worlds: discrete sites need explicit noise, and the er
   CHECK(lp == (u < 0.2 ? -INFINITY : 0.0));
 }
 
+TEST_CASE("twin world: an observed site whose observation varies across worlds keeps it (deterministic sites)") {
+  // A mechanism written as a Delta observed at its own value (what `deterministic` does),
+  // downstream of an intervention: its value already has the world dim.
+  auto model = [] {
+    auto x = sample("X", Normal(t(0.), t(1.)));
+    auto u = sample("U_Y", dist::Uniform(t(0.), t(1.)));
+    auto y = (u < 0.2 + 0.3 * x).to(torch::kFloat64);
+    auto y_site = sample("Y", dist::Delta(y), SampleOptions().obs(y));
+    auto w = deterministic("W", 2 * x, /*event_dim=*/0);
+    return std::make_pair(y_site, w);
+  };
+  {
+    auto cf = twin_world();
+    auto act = do_({{"X", t(1.0)}});
+    auto tr = trace();
+    auto [y, w] = model();
+    const double x0 = tr.trace().at("X").value.item<double>(), u = tr.trace().at("U_Y").value.item<double>();
+    REQUIRE(y.sizes() == torch::IntArrayRef{2});
+    CHECK(y[0].item<double>() == (u < 0.2 + 0.3 * x0 ? 1.0 : 0.0));
+    CHECK(y[1].item<double>() == (u < 0.5 ? 1.0 : 0.0));
+    CHECK(w[0].item<double>() == doctest::Approx(2 * x0));
+    CHECK(w[1].item<double>() == doctest::Approx(2.0));
+    CHECK(world_frames(tr.trace().at("W")).size() == 1);
+    tr.trace().compute_log_prob();
+    CHECK(tr.trace().at("Y").log_prob.sum().item<double>() == 0.0);
+  }
+  {
+    // Evidence further out replaces the factual observation; the other world follows the noise.
+    auto obs = condition({{"X", t(0.0)}, {"Y", t(1.0)}});
+    auto cf = twin_world();
+    auto act = do_({{"X", t(-1.0)}});
+    auto tr = trace();
+    auto [y, w] = model();
+    const double u = tr.trace().at("U_Y").value.item<double>();
+    CHECK(y[0].item<double>() == 1.0);
+    CHECK(y[1].item<double>() == (u < -0.1 ? 1.0 : 0.0));
+    tr.trace().compute_log_prob();
+    CHECK(tr.trace().at("Y").log_prob.sum().item<double>() == (u < 0.2 ? 0.0 : -INFINITY));
+  }
+}
+
 TEST_CASE("counterfactual worlds: a site may opt into independent worlds") {
   auto model = [] {
     auto x = sample("X", Normal(t(0.), t(1.)));
