@@ -17,6 +17,8 @@
 
 #include <torch/types.h>
 
+#include <torch/arg.h>
+
 #include <map>
 #include <string>
 #include <utility>
@@ -40,28 +42,17 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 /// truncated or corrupt (CRC mismatch), or holds anything other than a dict of tensors.
 NamedTensors load_torch_state_dict(const std::string& path);
 
+/// `{file key -> module name}`.
+using KeyMap = std::map<std::string, std::string>;
+
 /// How load_state_dict_into() matches a file's keys to a module's tensors.
 struct LoadStateDictOptions {
   /// Renames file keys before matching: `{file key -> module name}`. Keys not in the map
   /// keep their name. Applied after `prefix` is stripped.
-  LoadStateDictOptions& key_map(std::map<std::string, std::string> m) {
-    key_map_ = std::move(m);
-    return *this;
-  }
-  /// Only file keys that start with `p` are used, with `p` removed (e.g. `"encoder."` to load
-  /// the encoder out of a whole VAE's state_dict); other keys are ignored. Default: all keys.
-  LoadStateDictOptions& prefix(std::string p) {
-    prefix_ = std::move(p);
-    return *this;
-  }
-  /// The `{file key -> module name}` renaming.
-  const std::map<std::string, std::string>& key_map() const { return key_map_; }
-  /// The key prefix selecting and stripped from file keys.
-  const std::string& prefix() const { return prefix_; }
-
- private:
-  std::map<std::string, std::string> key_map_;
-  std::string prefix_;
+  TORCH_ARG(KeyMap, key_map);
+  /// Only file keys that start with `prefix` are used, with it removed (e.g. `"encoder."` to
+  /// load the encoder out of a whole VAE's state_dict); other keys are ignored. Default: all.
+  TORCH_ARG(std::string, prefix);
 };
 
 /// Copies the tensors of `tensors` (read from `source`, named in messages) into `module`'s

@@ -1,6 +1,8 @@
 #pragma once
 /// \file `block`: hide sites from the handlers outside it.
 
+#include <torch/arg.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -13,38 +15,33 @@ namespace ember {
 /// Naming sites to `expose` (or types to `expose_types`) hides all others; naming sites to
 /// `hide` (or `hide_types`) hides only those. Types: "sample", "param", "observe".
 struct BlockOptions {
-  BlockOptions& hide(std::vector<std::string> names) {
-    hide_ = std::move(names);
-    return *this;
-  }
+  /// Hide only these sites.
+  TORCH_ARG(std::optional<std::vector<std::string>>, hide) = std::nullopt;
+  /// Hide every site but these.
+  TORCH_ARG(std::optional<std::vector<std::string>>, expose) = std::nullopt;
+  /// Hide only these site types.
+  TORCH_ARG(std::optional<std::vector<std::string>>, hide_types) = std::nullopt;
+  /// Hide every site type but these.
+  TORCH_ARG(std::optional<std::vector<std::string>>, expose_types) = std::nullopt;
+  /// Hide every site (the default).
+  TORCH_ARG(bool, hide_all) = true;
+  /// Hide no site.
+  TORCH_ARG(bool, expose_all) = false;
+  /// A custom predicate: hide the message when it returns true (overrides the lists).
+  TORCH_ARG(std::function<bool(const Message&)>, hide_fn);
+
+ public:
+  /// The lists from braces: `BlockOptions().hide({"a", "b"})`.
+  BlockOptions& hide(std::vector<std::string> names) { return hide(std::optional<std::vector<std::string>>(std::move(names))); }
   BlockOptions& expose(std::vector<std::string> names) {
-    expose_ = std::move(names);
-    return *this;
+    return expose(std::optional<std::vector<std::string>>(std::move(names)));
   }
   BlockOptions& hide_types(std::vector<std::string> types) {
-    hide_types_ = std::move(types);
-    return *this;
+    return hide_types(std::optional<std::vector<std::string>>(std::move(types)));
   }
   BlockOptions& expose_types(std::vector<std::string> types) {
-    expose_types_ = std::move(types);
-    return *this;
+    return expose_types(std::optional<std::vector<std::string>>(std::move(types)));
   }
-  BlockOptions& hide_all(bool b) {
-    hide_all_ = b;
-    return *this;
-  }
-  BlockOptions& expose_all(bool b) {
-    expose_all_ = b;
-    return *this;
-  }
-  /// A custom predicate: hide the message when it returns true (overrides the lists).
-  BlockOptions& hide_fn(std::function<bool(const Message&)> f) {
-    hide_fn_ = std::move(f);
-    return *this;
-  }
-  std::optional<std::vector<std::string>> hide_, expose_, hide_types_, expose_types_;
-  bool hide_all_ = true, expose_all_ = false;
-  std::function<bool(const Message&)> hide_fn_;
 };
 
 /// Stops hidden messages from reaching handlers outside this one.

@@ -22,6 +22,26 @@
 
 namespace ember {
 
+namespace {
+
+// Names in `data` that no run used: a typo, not a no-op (Pyro ignores it). The error lists
+// the sample sites the program did reach.
+void throw_if_unsampled(const char* handler, const char* consequence, const ValueMap& data, const std::set<std::string>& used,
+                        const std::vector<std::string>& seen) {
+  std::vector<std::string> missing;
+  for (const auto& [name, value] : data)
+    if (!used.count(name)) missing.push_back(name);
+  if (missing.empty()) return;
+  std::sort(missing.begin(), missing.end());
+  std::string names, sites;
+  for (const auto& m : missing) names += cat(names.empty() ? "" : ", ", "'", m, "'");
+  for (const auto& s : seen) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
+  throw ValueError(cat(handler, ": the program never samples ", names, ", so ", consequence, "; its sample sites are ",
+                       sites.empty() ? std::string("none") : sites));
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- condition
 
 ConditionMessenger::ConditionMessenger(ValueMap data, bool check_sites)
@@ -37,16 +57,7 @@ ConditionMessenger::~ConditionMessenger() noexcept(false) {
 }
 
 void ConditionMessenger::check_all_used() const {
-  std::vector<std::string> missing;
-  for (const auto& [name, value] : data_)
-    if (!used_.count(name)) missing.push_back(name);
-  if (missing.empty()) return;
-  std::sort(missing.begin(), missing.end());
-  std::string names, sites;
-  for (const auto& m : missing) names += cat(names.empty() ? "" : ", ", "'", m, "'");
-  for (const auto& s : seen_) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
-  throw ValueError(cat("condition: the program never samples ", names, ", so the observation would be ignored; its sample sites are ",
-                       sites.empty() ? std::string("none") : sites));
+  throw_if_unsampled("condition", "the observation would be ignored", data_, used_, seen_);
 }
 
 ConditionMessenger::ConditionMessenger(const Trace& trace) {
@@ -93,26 +104,18 @@ DoMessenger::~DoMessenger() noexcept(false) {
 }
 
 void DoMessenger::check_all_used() const {
-  std::vector<std::string> missing;
-  for (const auto& [name, value] : data_)
-    if (value.defined() && !used_.count(name)) missing.push_back(name);
-  if (missing.empty()) return;
-  std::sort(missing.begin(), missing.end());
-  std::string names, sites;
-  for (const auto& m : missing) names += cat(names.empty() ? "" : ", ", "'", m, "'");
-  for (const auto& s : seen_) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
-  throw ValueError(cat("do_: the program never samples ", names, ", so the intervention on it would do nothing; its sample sites are ",
-                       sites.empty() ? std::string("none") : sites));
+  throw_if_unsampled("do_", "the intervention on it would do nothing", data_, used_, seen_);
 }
 
 void DoMessenger::process(Message& msg) {
   if (msg.type != SiteType::sample || msg.intervener == this || is_subsample_site(msg)) return;
   if (std::find(seen_.begin(), seen_.end(), msg.name) == seen_.end()) seen_.push_back(msg.name);
   auto it = data_.find(msg.name);
-  if (it == data_.end() || !it->second.defined()) return;
+  if (it == data_.end()) return;
+  used_.insert(msg.name);
+  if (!it->second.defined()) return;  // an undefined value leaves the site alone
   if (msg.intervener != nullptr)
     throw RuntimeError(cat("sample site '", msg.name, "' is intervened on by two do_ handlers; this is almost certainly a mistake"));
-  used_.insert(msg.name);
   msg.intervener = this;
   // Split the node: the original site is still sampled (and traced) under its own name, as a
   // fresh message: the plates, scales and masks inside this handler apply to it once, not twice.
@@ -176,23 +179,23 @@ bool contains(const std::optional<std::vector<std::string>>& v, const std::strin
 }  // namespace
 
 BlockMessenger::BlockMessenger(BlockOptions o) {
-  if (o.hide_fn_) {
-    hide_ = std::move(o.hide_fn_);
+  if (o.hide_fn()) {
+    hide_ = std::move(o.hide_fn());
   } else {
-    if (o.hide_all_ && o.expose_all_) throw ValueError("block: cannot both hide_all and expose_all");
-    bool hide_all = o.hide_all_ && !o.expose_all_;
-    if (o.hide_) hide_all = false;
-    if (o.expose_) hide_all = true;
-    if (o.hide_types_) hide_all = false;
-    if (o.expose_types_) hide_all = true;
-    for (const auto& h : o.hide_.value_or(std::vector<std::string>{}))
-      if (contains(o.expose_, h)) throw ValueError(cat("block: site '", h, "' is both hidden and exposed"));
-    for (const auto& h : o.hide_types_.value_or(std::vector<std::string>{}))
-      if (contains(o.expose_types_, h)) throw ValueError(cat("block: site type '", h, "' is both hidden and exposed"));
+    if (o.hide_all() && o.expose_all()) throw ValueError("block: cannot both hide_all and expose_all");
+    bool hide_all = o.hide_all() && !o.expose_all();
+    if (o.hide()) hide_all = false;
+    if (o.expose()) hide_all = true;
+    if (o.hide_types()) hide_all = false;
+    if (o.expose_types()) hide_all = true;
+    for (const auto& h : o.hide().value_or(std::vector<std::string>{}))
+      if (contains(o.expose(), h)) throw ValueError(cat("block: site '", h, "' is both hidden and exposed"));
+    for (const auto& h : o.hide_types().value_or(std::vector<std::string>{}))
+      if (contains(o.expose_types(), h)) throw ValueError(cat("block: site type '", h, "' is both hidden and exposed"));
     hide_ = [o = std::move(o), hide_all](const Message& msg) {
       const std::string type = msg.is_observed ? "observe" : to_string(msg.type);
-      const bool not_exposed = !contains(o.expose_, msg.name) && !contains(o.expose_types_, type);
-      return contains(o.hide_, msg.name) || contains(o.hide_types_, type) || (not_exposed && hide_all);
+      const bool not_exposed = !contains(o.expose(), msg.name) && !contains(o.expose_types(), type);
+      return contains(o.hide(), msg.name) || contains(o.hide_types(), type) || (not_exposed && hide_all);
     };
   }
   enter();
@@ -364,14 +367,14 @@ void InferConfigMessenger::process(Message& msg) {
 }
 
 InferConfigMessenger::ConfigFn enumerate_config(EnumerateOptions o) {
-  if (o.strategy_ != "parallel" && o.strategy_ != "sequential")
-    throw ValueError(cat("config_enumerate: strategy must be \"parallel\" or \"sequential\", got \"", o.strategy_, "\""));
+  if (o.strategy() != "parallel" && o.strategy() != "sequential")
+    throw ValueError(cat("config_enumerate: strategy must be \"parallel\" or \"sequential\", got \"", o.strategy(), "\""));
   return [o](const Message& msg, InferConfig& infer) {
     if (msg.is_observed || is_subsample_site(msg)) return;
-    if (o.num_samples_ == 0 && !msg.fn->has_enumerate_support()) return;
-    if (infer.enumerate.empty()) infer.enumerate = o.strategy_;
-    infer.expand = o.expand_;
-    if (o.num_samples_ > 0) infer.num_samples = o.num_samples_;
+    if (o.num_samples() == 0 && !msg.fn->has_enumerate_support()) return;
+    if (infer.enumerate.empty()) infer.enumerate = o.strategy();
+    infer.expand = o.expand();
+    if (o.num_samples() > 0) infer.num_samples = o.num_samples();
   };
 }
 

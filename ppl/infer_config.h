@@ -1,6 +1,8 @@
 #pragma once
 /// \file `infer_config` and `config_enumerate`: set per-site inference options.
 
+#include <torch/arg.h>
+
 #include <functional>
 #include <string>
 
@@ -28,23 +30,11 @@ auto infer_config(Fn fn, InferConfigMessenger::ConfigFn f) {
 /// Options of `config_enumerate`.
 struct EnumerateOptions {
   /// "parallel" (default) or "sequential".
-  EnumerateOptions& strategy(std::string s) {
-    strategy_ = std::move(s);
-    return *this;
-  }
+  TORCH_ARG(std::string, strategy) = "parallel";
   /// Expand enumerated values to the full batch shape.
-  EnumerateOptions& expand(bool e) {
-    expand_ = e;
-    return *this;
-  }
+  TORCH_ARG(bool, expand) = false;
   /// Draw this many samples instead of enumerating exactly (for sites without finite support).
-  EnumerateOptions& num_samples(int64_t n) {
-    num_samples_ = n;
-    return *this;
-  }
-  std::string strategy_ = "parallel";
-  bool expand_ = false;
-  int64_t num_samples_ = 0;
+  TORCH_ARG(int64_t, num_samples) = 0;
 };
 
 /// Marks every unobserved sample site with enumerable support (or, with num_samples, every

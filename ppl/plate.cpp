@@ -77,17 +77,17 @@ class Subsample : public dist::DistributionMixin<Subsample> {
 // replay shares them between model and guide.
 torch::Tensor draw_subsample(const std::string& name, int64_t size, const PlateOptions& options) {
   if (size < 0) throw ValueError(cat("plate '", name, "': size must be nonnegative, got ", size));
-  int64_t sub = options.subsample_.defined() ? options.subsample_.size(0) : options.subsample_size_.value_or(size);
-  if (options.subsample_size_ && options.subsample_.defined() && *options.subsample_size_ != options.subsample_.size(0))
-    throw ValueError(cat("plate '", name, "': subsample_size ", *options.subsample_size_,
-                         " does not match len(subsample) ", options.subsample_.size(0)));
+  int64_t sub = options.subsample().defined() ? options.subsample().size(0) : options.subsample_size().value_or(size);
+  if (options.subsample_size() && options.subsample().defined() && *options.subsample_size() != options.subsample().size(0))
+    throw ValueError(cat("plate '", name, "': subsample_size ", *options.subsample_size(),
+                         " does not match len(subsample) ", options.subsample().size(0)));
   if (sub > size || sub < 0)
     throw ValueError(cat("plate '", name, "': subsample_size ", sub, " must be between 0 and the plate size ", size));
   Message msg;
   msg.type = SiteType::sample;
   msg.name = name;
-  msg.fn = std::make_shared<Subsample>(size, sub, options.device_);
-  msg.value = options.subsample_;
+  msg.fn = std::make_shared<Subsample>(size, sub, options.device());
+  msg.value = options.subsample();
   msg.infer.is_subsample = true;
   if (am_i_wrapped()) {
     apply_stack(msg);
@@ -107,7 +107,7 @@ Plate::Plate(std::string name, int64_t size, PlateOptions options) {
   frame_.name = std::move(name);
   frame_.size = indices_.size(0);
   frame_.full_size = size;
-  frame_.dim = plate_dim_allocator().allocate(frame_.name, options.dim_);
+  frame_.dim = plate_dim_allocator().allocate(frame_.name, options.dim());
   enter();
 }
 
@@ -147,7 +147,7 @@ void SequentialPlateMessenger::process(Message& msg) {
 }
 
 PlateRange::PlateRange(std::string name, int64_t size, PlateOptions options) {
-  if (options.dim_) throw ValueError(cat("plate_range '", name, "': a sequential plate has no dim"));
+  if (options.dim()) throw ValueError(cat("plate_range '", name, "': a sequential plate has no dim"));
   indices_ = draw_subsample(name, size, options);
   auto cpu = indices_.to(torch::kCPU).contiguous();
   index_values_.assign(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());

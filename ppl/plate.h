@@ -13,6 +13,8 @@
 /// allocated right to left. The subsample indices are drawn through a sample site named
 /// after the plate, so `replay` gives the model the guide's subsample.
 
+#include <torch/arg.h>
+
 #include <torch/types.h>
 
 #include <optional>
@@ -25,29 +27,13 @@ namespace ember {
 /// Options of a plate (chainable setters).
 struct PlateOptions {
   /// Draw a random subsample of this size each run (default: no subsampling).
-  PlateOptions& subsample_size(int64_t n) {
-    subsample_size_ = n;
-    return *this;
-  }
+  TORCH_ARG(std::optional<int64_t>, subsample_size) = std::nullopt;
   /// Use these indices as the subsample.
-  PlateOptions& subsample(torch::Tensor indices) {
-    subsample_ = std::move(indices);
-    return *this;
-  }
+  TORCH_ARG(torch::Tensor, subsample);
   /// Batch dim to occupy (negative); default: the rightmost free dim.
-  PlateOptions& dim(int64_t d) {
-    dim_ = d;
-    return *this;
-  }
+  TORCH_ARG(std::optional<int64_t>, dim) = std::nullopt;
   /// Device of the subsample indices.
-  PlateOptions& device(torch::Device d) {
-    device_ = d;
-    return *this;
-  }
-  std::optional<int64_t> subsample_size_;
-  torch::Tensor subsample_;
-  std::optional<int64_t> dim_;
-  torch::Device device_ = torch::kCPU;
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
 };
 
 /// A vectorised plate; active from construction to destruction.

@@ -1,6 +1,8 @@
 #pragma once
 /// \file The primitives a model or guide calls: sample, param, module, factor, deterministic.
 
+#include <torch/arg.h>
+
 #include <torch/types.h>
 
 #include <functional>
@@ -19,26 +21,14 @@ namespace ember {
 /// Optional arguments of `sample` (chainable setters, as LibTorch's options structs).
 struct SampleOptions {
   /// Observed value: the site is conditioned on it (undefined = latent, like Pyro's obs=None).
-  SampleOptions& obs(torch::Tensor value) {
-    obs_ = std::move(value);
-    return *this;
-  }
+  TORCH_ARG(torch::Tensor, obs);
   /// Which entries of `obs` are observed (bool, broadcasting with the batch shape), as Pyro
   /// 1.8's `obs_mask`: the site splits into `<name>_observed` (masked by obs_mask),
   /// `<name>_unobserved` (a latent site masked by ~obs_mask, which guides should sample),
   /// and a deterministic `<name>` joining them elementwise, which `sample` returns.
-  SampleOptions& obs_mask(torch::Tensor mask) {
-    obs_mask_ = std::move(mask);
-    return *this;
-  }
+  TORCH_ARG(torch::Tensor, obs_mask);
   /// Per-site inference configuration.
-  SampleOptions& infer(InferConfig config) {
-    infer_ = std::move(config);
-    return *this;
-  }
-  torch::Tensor obs_;
-  torch::Tensor obs_mask_;
-  InferConfig infer_;
+  TORCH_ARG(InferConfig, infer);
 };
 
 /// Draws (or observes) a random variable named `name` from `fn`, through the handler stack.

@@ -3,6 +3,7 @@
 
 #include "distributions/delta.h"
 #include "distributions/unit.h"
+#include "ppl/counterfactual.h"
 #include "ppl/error.h"
 #include "ppl/messenger.h"
 #include "ppl/param_store.h"
@@ -133,17 +134,17 @@ namespace {
 // masked by obs_mask) and the latent `<name>_unobserved` (masked by ~obs_mask), joined
 // elementwise into the deterministic site `<name>`.
 torch::Tensor masked_observe(const std::string& name, const dist::DistPtr& fn, const SampleOptions& options) {
-  const torch::Tensor& obs_mask = options.obs_mask_;
+  const torch::Tensor& obs_mask = options.obs_mask();
   if (obs_mask.scalar_type() != torch::kBool)
     throw ValueError(cat("sample site '", name, "': obs_mask must be a bool tensor, got ", obs_mask.dtype().name()));
   torch::Tensor observed, unobserved;
   {
     MaskMessenger observed_part(obs_mask);
-    observed = sample(name + "_observed", fn, SampleOptions().obs(options.obs_).infer(options.infer_));
+    observed = sample(name + "_observed", fn, SampleOptions().obs(options.obs()).infer(options.infer()));
   }
   {
     MaskMessenger unobserved_part(obs_mask.logical_not());
-    unobserved = sample(name + "_unobserved", fn, SampleOptions().infer(options.infer_));
+    unobserved = sample(name + "_unobserved", fn, SampleOptions().infer(options.infer()));
   }
   // The mask covers batch dims only: the event dims of one element go together.
   Shape mask_shape = to_shape(obs_mask.sizes());
@@ -161,21 +162,21 @@ torch::Tensor masked_observe(const std::string& name, const dist::DistPtr& fn, c
 
 torch::Tensor sample(const std::string& name, const dist::DistPtr& fn, const SampleOptions& options) {
   if (!fn) throw ValueError(cat("sample site '", name, "': the distribution is null"));
-  if (options.obs_mask_.defined()) return masked_observe(name, fn, options);
-  if (t_stack.empty()) return options.obs_.defined() ? options.obs_ : fn->draw();
+  if (options.obs_mask().defined()) return masked_observe(name, fn, options);
+  if (t_stack.empty()) return options.obs().defined() ? options.obs() : fn->draw();
   Message msg;
   msg.type = SiteType::sample;
   msg.name = name;
   msg.fn = fn;
-  msg.value = options.obs_;
-  msg.is_observed = options.obs_.defined();
-  msg.infer = options.infer_;
+  msg.value = options.obs();
+  msg.is_observed = options.obs().defined();
+  msg.infer = options.infer();
   apply_stack(msg);
   return msg.value;
 }
 
 torch::Tensor sample(const std::string& name, const dist::Distribution& fn, const SampleOptions& options) {
-  if (t_stack.empty() && !options.obs_mask_.defined()) return options.obs_.defined() ? options.obs_ : fn.draw();
+  if (t_stack.empty() && !options.obs_mask().defined()) return options.obs().defined() ? options.obs() : fn.draw();
   return sample(name, fn.clone(), options);
 }
 
@@ -235,7 +236,14 @@ void factor(const std::string& name, const torch::Tensor& log_weight) {
 }
 
 torch::Tensor deterministic(const std::string& name, const torch::Tensor& value, int64_t event_dim) {
-  if (event_dim < 0) event_dim = value.dim();
+  if (event_dim < 0) {
+    event_dim = value.dim();
+    // Inside counterfactual worlds the value's world dims are batch dims, never event dims:
+    // otherwise the site would carry no world frame and `gather` could not select a world.
+    if (const auto* worlds = active_worlds())
+      for (const auto& w : worlds->worlds())
+        if (value.dim() >= -w.dim && value.size(w.dim) == w.size) event_dim = std::min(event_dim, -w.dim - 1);
+  }
   InferConfig infer;
   infer.is_deterministic = true;
   // Masked out, as Pyro: a handler that supplies another value (condition, replay) does not

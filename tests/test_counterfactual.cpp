@@ -345,3 +345,16 @@ TEST_CASE("do_ accepts an intervention with extra batch dims, and records the si
   tt.compute_log_prob();
   CHECK(tt.at("X").scale == doctest::Approx(1.5));
 }
+
+TEST_CASE("deterministic sites inside twin worlds keep the world dim as a batch dim") {
+  auto tr = trace();
+  auto cf = twin_world();
+  auto act = do_({{"X", t(1.5)}});
+  auto obs = condition({{"X", t(0.5)}});
+  auto x = mediator_model();
+  auto w = deterministic("W", 2 * x);
+  Trace tt = tr.get_trace();
+  REQUIRE(world_frames(tt.at("W")).size() == 1);
+  CHECK(tt.at("W").fn->event_dim() == 0);
+  CHECK(gather(tt, "W", {{"world", {1}}}).item<double>() == doctest::Approx(2 * x[1].item<double>()));
+}

@@ -18,6 +18,8 @@
 ///                      .col_labels({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}));
 /// ```
 
+#include <torch/arg.h>
+
 #include <torch/types.h>
 
 #include <cstdint>
@@ -30,52 +32,29 @@ namespace ember::viz {
 /// upscaling, no labels.
 struct ImageGridOptions {
   /// Number of grid rows; 0 (default) derives it from the image count and `cols`.
-  ImageGridOptions& rows(int64_t r) { rows_ = r; return *this; }
+  TORCH_ARG(int64_t, rows) = 0;
   /// Number of grid columns; 0 (default) derives it: `ceil(N / rows)` when rows are given,
   /// else `ceil(sqrt(N))`.
-  ImageGridOptions& cols(int64_t c) { cols_ = c; return *this; }
+  TORCH_ARG(int64_t, cols) = 0;
   /// Pixels between images and around the grid (before upscaling), >= 0. Default 2.
-  ImageGridOptions& padding(int64_t p) { padding_ = p; return *this; }
+  TORCH_ARG(int64_t, padding) = 2;
   /// Integer nearest-neighbour magnification of the whole grid, >= 1. Default 1.
-  ImageGridOptions& upscale(int64_t u) { upscale_ = u; return *this; }
+  TORCH_ARG(int64_t, upscale) = 1;
   /// Grey value of padding, empty cells and label margins, in [0, 1]. Default 1 (white).
-  ImageGridOptions& background(double b) { background_ = b; return *this; }
-  /// Height and width of each image when the input is flat [N, D] and D is not a perfect
-  /// square (a perfect square D, e.g. 784, is read as sqrt(D) x sqrt(D) by default).
-  ImageGridOptions& image_size(int64_t height, int64_t width) {
-    image_height_ = height;
-    image_width_ = width;
-    return *this;
-  }
+  TORCH_ARG(double, background) = 1.0;
+  /// Height of each image when the input is flat [N, D] and D is not a perfect square (a
+  /// perfect square D, e.g. 784, is read as sqrt(D) x sqrt(D) by default); 0: square.
+  TORCH_ARG(int64_t, image_height) = 0;
+  /// Width of each image for flat input; 0: square.
+  TORCH_ARG(int64_t, image_width) = 0;
   /// One label per grid row, drawn left of the row (printable ASCII). Empty: none.
-  ImageGridOptions& row_labels(std::vector<std::string> labels) { row_labels_ = std::move(labels); return *this; }
+  TORCH_ARG(std::vector<std::string>, row_labels);
   /// One label per grid column, drawn above the column (printable ASCII). Empty: none.
-  ImageGridOptions& col_labels(std::vector<std::string> labels) { col_labels_ = std::move(labels); return *this; }
+  TORCH_ARG(std::vector<std::string>, col_labels);
 
-  /// Requested rows (0: automatic).
-  int64_t rows() const { return rows_; }
-  /// Requested columns (0: automatic).
-  int64_t cols() const { return cols_; }
-  /// Padding in pixels.
-  int64_t padding() const { return padding_; }
-  /// Magnification factor.
-  int64_t upscale() const { return upscale_; }
-  /// Background grey value.
-  double background() const { return background_; }
-  /// Image height for flat input (0: square).
-  int64_t image_height() const { return image_height_; }
-  /// Image width for flat input (0: square).
-  int64_t image_width() const { return image_width_; }
-  /// Row labels.
-  const std::vector<std::string>& row_labels() const { return row_labels_; }
-  /// Column labels.
-  const std::vector<std::string>& col_labels() const { return col_labels_; }
-
- private:
-  int64_t rows_ = 0, cols_ = 0, padding_ = 2, upscale_ = 1;
-  double background_ = 1.0;
-  int64_t image_height_ = 0, image_width_ = 0;
-  std::vector<std::string> row_labels_, col_labels_;
+ public:
+  /// Height and width of each image for flat input: `image_height(h).image_width(w)`.
+  ImageGridOptions& image_size(int64_t h, int64_t w) { return image_height(h).image_width(w); }
 };
 
 /// Composes the grid as a uint8 tensor [height, width] (0 black, 255 white) on the CPU.

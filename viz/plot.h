@@ -16,6 +16,8 @@
 /// Requires the PLplot "pngcairo" device (Debian: plplot-driver-cairo); its absence is an
 /// ember::RuntimeError, checked before PLplot is initialised (PLplot itself would exit()).
 
+#include <torch/arg.h>
+
 #include <mutex>
 #include <string>
 #include <vector>
@@ -35,38 +37,23 @@ struct Series {
 /// Labels and size of a plot.
 struct PlotOptions {
   /// Title above the plot. Default: none.
-  PlotOptions& title(std::string t) { title_ = std::move(t); return *this; }
+  TORCH_ARG(std::string, title);
   /// Label of the x axis. Default: none.
-  PlotOptions& x_label(std::string l) { x_label_ = std::move(l); return *this; }
+  TORCH_ARG(std::string, x_label);
   /// Label of the y axis. Default: none.
-  PlotOptions& y_label(std::string l) { y_label_ = std::move(l); return *this; }
-  /// Image size in pixels, each in [100, 8192]. Default 800 x 600.
-  PlotOptions& size(int width, int height) { width_ = width; height_ = height; return *this; }
+  TORCH_ARG(std::string, y_label);
+  /// Image width in pixels, in [100, 8192]. Default 800.
+  TORCH_ARG(int, width) = 800;
+  /// Image height in pixels, in [100, 8192]. Default 600.
+  TORCH_ARG(int, height) = 600;
   /// Logarithmic y axis (all y must be > 0). Default false.
-  PlotOptions& log_y(bool on) { log_y_ = on; return *this; }
+  TORCH_ARG(bool, log_y) = false;
   /// Marks every point with a dot: 1 always, 0 never, -1 (default) when a series has <= 50 points.
-  PlotOptions& markers(int mode) { markers_ = mode; return *this; }
+  TORCH_ARG(int, markers) = -1;
 
-  /// The title.
-  const std::string& title() const { return title_; }
-  /// The x-axis label.
-  const std::string& x_label() const { return x_label_; }
-  /// The y-axis label.
-  const std::string& y_label() const { return y_label_; }
-  /// Width in pixels.
-  int width() const { return width_; }
-  /// Height in pixels.
-  int height() const { return height_; }
-  /// Whether the y axis is logarithmic.
-  bool log_y() const { return log_y_; }
-  /// Marker mode (1, 0, -1).
-  int markers() const { return markers_; }
-
- private:
-  std::string title_, x_label_, y_label_;
-  int width_ = 800, height_ = 600;
-  bool log_y_ = false;
-  int markers_ = -1;
+ public:
+  /// Image size in pixels: `width(w).height(h)`.
+  PlotOptions& size(int w, int h) { return width(w).height(h); }
 };
 
 /// Renders `series` (at least one, each with >= 1 point, all values finite) as a line plot

@@ -17,6 +17,8 @@
 /// of the epoch, so long runs show progress without carriage-return noise.
 /// Not thread-safe: call it from the training thread.
 
+#include <torch/arg.h>
+
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -25,56 +27,34 @@
 
 namespace ember::viz {
 
+/// A stream to print to (an alias so that TORCH_ARG's `const T&` means a const pointer).
+using OStreamPtr = std::ostream*;
+
 /// Settings of a ProgressBar.
 struct ProgressOptions {
   /// Number of epochs of the run (for "epoch e/E" and the run's ETA); 0: unknown. Default 0.
-  ProgressOptions& epochs(int64_t e) { epochs_ = e; return *this; }
+  TORCH_ARG(int64_t, epochs) = 0;
   /// Steps (batches) per epoch, >= 1. Required.
-  ProgressOptions& steps_per_epoch(int64_t s) { steps_ = s; return *this; }
-  /// Where to print. Default: std::cerr.
-  ProgressOptions& stream(std::ostream& os) { stream_ = &os; return *this; }
+  TORCH_ARG(int64_t, steps_per_epoch) = 0;
+  /// Where to print; nullptr (default): std::cerr.
+  TORCH_ARG(OStreamPtr, stream) = nullptr;
   /// Redraw in place (true) or print plain lines (false). Default: whether stderr is a TTY
   /// (when stream() is left at std::cerr) and false for any other stream.
-  ProgressOptions& tty(bool on) { tty_ = on; return *this; }
+  TORCH_ARG(std::optional<bool>, tty) = std::nullopt;
   /// Plain mode: print a line every this many percent of an epoch, in [1, 100]. Default 10.
-  ProgressOptions& every_percent(int p) { every_percent_ = p; return *this; }
+  TORCH_ARG(int, every_percent) = 10;
   /// TTY mode: minimum seconds between redraws. Default 0.1.
-  ProgressOptions& redraw_seconds(double s) { redraw_seconds_ = s; return *this; }
+  TORCH_ARG(double, redraw_seconds) = 0.1;
   /// Width of the bar in characters. Default 24.
-  ProgressOptions& bar_width(int w) { bar_width_ = w; return *this; }
+  TORCH_ARG(int, bar_width) = 24;
   /// Text before "epoch", e.g. "train". Default: none.
-  ProgressOptions& label(std::string l) { label_ = std::move(l); return *this; }
-  /// Clock in seconds (monotonic); for tests. Default: std::chrono::steady_clock.
-  ProgressOptions& clock(std::function<double()> c) { clock_ = std::move(c); return *this; }
+  TORCH_ARG(std::string, label);
+  /// Clock in seconds (monotonic); for tests. Default (empty): std::chrono::steady_clock.
+  TORCH_ARG(std::function<double()>, clock);
 
-  /// Total epochs (0: unknown).
-  int64_t epochs() const { return epochs_; }
-  /// Steps per epoch.
-  int64_t steps_per_epoch() const { return steps_; }
-  /// The output stream, or nullptr for std::cerr.
-  std::ostream* stream() const { return stream_; }
-  /// The explicit TTY choice, if any.
-  std::optional<bool> tty() const { return tty_; }
-  /// Plain-mode interval in percent.
-  int every_percent() const { return every_percent_; }
-  /// Minimum seconds between TTY redraws.
-  double redraw_seconds() const { return redraw_seconds_; }
-  /// Bar width in characters.
-  int bar_width() const { return bar_width_; }
-  /// Prefix label.
-  const std::string& label() const { return label_; }
-  /// The clock, or empty for steady_clock.
-  const std::function<double()>& clock() const { return clock_; }
-
- private:
-  int64_t epochs_ = 0, steps_ = 0;
-  std::ostream* stream_ = nullptr;
-  std::optional<bool> tty_;
-  int every_percent_ = 10;
-  double redraw_seconds_ = 0.1;
-  int bar_width_ = 24;
-  std::string label_;
-  std::function<double()> clock_;
+ public:
+  /// Print to `os`.
+  ProgressOptions& stream(std::ostream& os) { return stream(&os); }
 };
 
 /// Progress of a training run: epoch, step/total, loss, rate and ETA on one line.
