@@ -198,7 +198,6 @@ constraints::ConstraintPtr constraint_from_name(const std::string& name) {
   for (const auto& [n, f] : simple)
     if (name == n) return f();
   std::smatch m;
-  static const std::regex number(R"(([-+0-9.eEinf]+))");
   static const std::regex gt(R"(greater_than\(([^)]+)\))"), ge(R"(greater_than_eq\(([^)]+)\))"),
       lt(R"(less_than\(([^)]+)\))"), iv(R"(([\[(])([^,]+), ([^\])]+)([\])]))"),
       ind(R"(independent\((.+), (\d+)\))");
