@@ -42,7 +42,6 @@ class DistributionMixin : public Distribution {
       t = t.expand(target);
     });
     copy->batch_shape_ = batch_shape;
-    copy->on_expand(batch_shape);
     return copy;
   }
 
@@ -80,9 +79,6 @@ class DistributionMixin : public Distribution {
   }
 
  protected:
-  /// Hook for derived types holding derived state that depends on the batch shape.
-  void on_expand(const Shape&) {}
-
   /// Records shapes, then checks every parameter against `Derived::arg_constraint` when
   /// validation is on. Call at the end of each constructor.
   void init(Shape batch, Shape event, std::optional<bool> validate) {

@@ -53,17 +53,6 @@ struct Sigmoid : Transform {
   std::string name() const override { return "sigmoid"; }
 };
 
-struct Softplus : Transform {
-  torch::Tensor forward(const torch::Tensor& x) const override { return torch::nn::functional::softplus(x); }
-  torch::Tensor inverse(const torch::Tensor& y) const override { return y + (-(-y).expm1()).log(); }
-  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
-    return -torch::nn::functional::softplus(-x);
-  }
-  constraints::ConstraintPtr codomain() const override { return constraints::positive(); }
-  int sign() const override { return 1; }
-  std::string name() const override { return "softplus"; }
-};
-
 struct Affine : Transform {
   torch::Tensor loc, scale;
   int64_t event_dim;
@@ -357,7 +346,6 @@ TransformPtr lookup(std::unordered_map<std::type_index, TransformFactory> Regist
 TransformPtr identity() { static const TransformPtr t = std::make_shared<Identity>(); return t; }
 TransformPtr exp() { static const TransformPtr t = std::make_shared<Exp>(); return t; }
 TransformPtr sigmoid() { static const TransformPtr t = std::make_shared<Sigmoid>(); return t; }
-TransformPtr softplus() { static const TransformPtr t = std::make_shared<Softplus>(); return t; }
 TransformPtr affine(torch::Tensor loc, torch::Tensor scale, int64_t event_dim) {
   return std::make_shared<Affine>(std::move(loc), std::move(scale), event_dim);
 }

@@ -63,8 +63,6 @@ TransformPtr identity();
 TransformPtr exp();
 /// y = sigmoid(x), clamped to [tiny, 1 - eps] of the dtype as torch does.
 TransformPtr sigmoid();
-/// y = softplus(x) = log(1 + exp(x)).
-TransformPtr softplus();
 /// y = loc + scale * x, with `event_dim` dims summed in the Jacobian.
 TransformPtr affine(torch::Tensor loc, torch::Tensor scale, int64_t event_dim = 0);
 /// y = loc + scale * x with scalar coefficients.

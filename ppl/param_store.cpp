@@ -16,6 +16,14 @@ namespace ember {
 
 // ---------------------------------------------------------------- atomic files
 
+namespace {
+thread_local std::function<void(const std::string&)> t_atomic_write_hook;
+}
+
+void set_atomic_write_hook(std::function<void(const std::string& temp_path)> hook) {
+  t_atomic_write_hook = std::move(hook);
+}
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   const std::string tmp = cat(path, ".tmp.", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -38,6 +46,14 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
     int err = errno;
     ::unlink(tmp.c_str());
     throw IOError(cat("cannot flush '", tmp, "': ", std::strerror(err)));
+  }
+  if (t_atomic_write_hook) {
+    try {
+      t_atomic_write_hook(tmp);
+    } catch (const std::exception& e) {
+      ::unlink(tmp.c_str());
+      throw IOError(cat("cannot rename '", tmp, "' to '", path, "': ", e.what()));
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
@@ -182,7 +198,6 @@ constraints::ConstraintPtr constraint_from_name(const std::string& name) {
   for (const auto& [n, f] : simple)
     if (name == n) return f();
   std::smatch m;
-  static const std::regex number(R"(([-+0-9.eEinf]+))");
   static const std::regex gt(R"(greater_than\(([^)]+)\))"), ge(R"(greater_than_eq\(([^)]+)\))"),
       lt(R"(less_than\(([^)]+)\))"), iv(R"(([\[(])([^,]+), ([^\])]+)([\])]))"),
       ind(R"(independent\((.+), (\d+)\))");
@@ -201,6 +216,27 @@ constraints::ConstraintPtr constraint_from_name(const std::string& name) {
 // ---------------------------------------------------------------- param store
 
 namespace {
+
+// The entry's unconstrained tensor in today's layout (`transform_to(c)`, Pyro's). Files
+// without a "transform" key were written when the store used `biject_to(c)`; they differ
+// only for the simplex (stick-breaking over K - 1 values, now softmax over K values), and
+// are converted through the constrained value.
+torch::Tensor unconstrained_for_load(const ArchiveEntry& e, const constraints::ConstraintPtr& c, const std::string& source) {
+  const auto current = transforms::transform_to(c);
+  const bool before_transform_key = !e.meta.contains("transform");
+  // Only the simplex's layout changed; every other constraint kept its transform.
+  if (before_transform_key && c->name().find("simplex") == std::string::npos) return e.tensor;
+  const std::string written_by =
+      before_transform_key ? transforms::biject_to(c)->name() : e.meta.at("transform").get<std::string>();
+  if (written_by == current->name()) return e.tensor;
+  const auto legacy = transforms::biject_to(c);
+  if (written_by != legacy->name())
+    throw IOError(cat("'", source, "': param '", e.name, "' was saved through transform ", written_by,
+                      ", which Ember cannot convert to ", current->name(), " (constraint ", c->name(), ")"));
+  torch::NoGradGuard no_grad;
+  return current->inverse(legacy->forward(e.tensor)).contiguous();
+}
+
 ParamStore& global_store() {
   static ParamStore store;
   return store;
@@ -359,7 +395,8 @@ std::vector<ArchiveEntry> ParamStore::to_archive_entries() const {
   std::vector<ArchiveEntry> out;
   for (const auto& name : order_) {
     const Entry& e = params_.at(name);
-    out.push_back({name, e.unconstrained.detach(), {{"constraint", e.constraint->name()}, {"module", e.is_module}}});
+    out.push_back({name, e.unconstrained.detach(),
+                   {{"constraint", e.constraint->name()}, {"transform", e.transform->name()}, {"module", e.is_module}}});
   }
   return out;
 }
@@ -378,6 +415,7 @@ void ParamStore::load_archive_entries(const std::vector<ArchiveEntry>& entries, 
   // Check everything first so that a bad file changes nothing.
   std::unordered_map<std::string, const ArchiveEntry*> by_name;
   std::vector<constraints::ConstraintPtr> constraints_of(entries.size());
+  std::vector<torch::Tensor> values(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
     by_name[e.name] = &e;
@@ -385,11 +423,12 @@ void ParamStore::load_archive_entries(const std::vector<ArchiveEntry>& entries, 
     constraints_of[i] = constraint_from_name(cname);
     if (!constraints_of[i])
       throw IOError(cat("'", source, "': param '", e.name, "' has a constraint Ember cannot restore: ", cname));
+    values[i] = unconstrained_for_load(e, constraints_of[i], source);
     auto it = params_.find(e.name);
     if (it != params_.end()) {
       const auto& have = it->second.unconstrained;
-      if (have.sizes() != e.tensor.sizes())
-        throw ShapeError(cat("'", source, "': param '", e.name, "' has shape ", shape_str(e.tensor.sizes()),
+      if (have.sizes() != values[i].sizes())
+        throw ShapeError(cat("'", source, "': param '", e.name, "' has shape ", shape_str(values[i].sizes()),
                              " in the file but ", shape_str(have.sizes()), " in the param store (registered model)"));
       if (it->second.constraint->name() != cname)
         throw ValueError(cat("'", source, "': param '", e.name, "' has constraint ", cname, " in the file but ",
@@ -406,13 +445,13 @@ void ParamStore::load_archive_entries(const std::vector<ArchiveEntry>& entries, 
     auto it = params_.find(e.name);
     if (it != params_.end()) {
       auto& u = it->second.unconstrained;
-      u.copy_(e.tensor.to(u.options()));
+      u.copy_(values[i].to(u.options()));
       continue;
     }
     Entry entry;
     entry.constraint = constraints_of[i];
     entry.transform = transforms::transform_to(entry.constraint);
-    entry.unconstrained = e.tensor.clone().set_requires_grad(true);
+    entry.unconstrained = values[i].clone().set_requires_grad(true);
     entry.is_module = false;  // bound when the module registers
     order_.push_back(e.name);
     params_.emplace(e.name, std::move(entry));

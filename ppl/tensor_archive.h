@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,11 @@ TensorArchive read_tensor_archive(const std::string& path);
 
 /// Writes `contents` to `path` atomically (temporary file + fsync + rename).
 void write_file_atomic(const std::string& path, const std::string& contents);
+
+/// Test hook: called by `write_file_atomic` on this thread between writing the temporary
+/// file and renaming it over the target (empty = none). An exception it throws aborts the
+/// write as a failed rename would (the temporary file is removed, the target is untouched,
+/// IOError names both), so tests can check that the previous file survives a failed write.
+void set_atomic_write_hook(std::function<void(const std::string& temp_path)> hook);
 
 }  // namespace ember

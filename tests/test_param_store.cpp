@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "ppl/ppl.h"
+#include "pyro_fixture.h"
 #include "test_util.h"
 
 using namespace ember;
@@ -155,24 +156,120 @@ TEST_CASE_FIXTURE(StoreFixture, "corrupt and truncated files are clear errors na
 
 TEST_CASE("atomic writes never leave a torn file and keep the previous one on failure") {
   const auto path = temp_path("atomic.txt");
+  auto read = [&] {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  auto temp_files = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+      n += e.path().string().find(".tmp.") != std::string::npos;
+    return n;
+  };
   write_file_atomic(path, "first");
   write_file_atomic(path, "second");
-  std::ifstream in(path);
-  std::string s((std::istreambuf_iterator<char>(in)), {});
-  CHECK(s == "second");
+  CHECK(read() == "second");
+  // A failure between the complete temporary file and the rename: the previous file is intact.
+  std::string seen_temp;
+  set_atomic_write_hook([&](const std::string& temp) {
+    std::ifstream in(temp);
+    seen_temp = std::string((std::istreambuf_iterator<char>(in)), {});
+    throw std::runtime_error("simulated crash before rename");
+  });
+  const auto msg = error_of([&] { write_file_atomic(path, "third, never visible"); });
+  set_atomic_write_hook(nullptr);
+  CHECK(seen_temp == "third, never visible");  // the hook ran after the full write
+  CHECK(msg.find("simulated crash") != std::string::npos);
+  CHECK(msg.find(path) != std::string::npos);
+  CHECK(read() == "second");
+  CHECK(temp_files() == 0);
+  // The same through a param-store checkpoint.
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    param("a", torch::tensor({1.0, 2.0}, torch::kFloat64));
+    const auto ckpt = temp_path("atomic.params");
+    store.save(ckpt);
+    store.set("a", torch::tensor({7.0, 8.0}, torch::kFloat64));
+    set_atomic_write_hook([](const std::string&) { throw std::runtime_error("disk full"); });
+    CHECK_THROWS_AS(store.save(ckpt), IOError);
+    set_atomic_write_hook(nullptr);
+    ParamStore loaded;
+    loaded.load(ckpt);
+    CHECK(loaded.get("a").equal(torch::tensor({1.0, 2.0}, torch::kFloat64)));
+  }
   // Writing into a missing directory fails and leaves nothing behind.
   CHECK_THROWS_AS(write_file_atomic("/nonexistent-dir/x", "data"), IOError);
-  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
-    CHECK(e.path().string().find(".tmp.") == std::string::npos);
+  CHECK(temp_files() == 0);
 }
 
-TEST_CASE("constraint names round-trip through constraint_from_name") {
+TEST_CASE("constraints round-trip through constraint_from_name with the same transformed values") {
   using namespace constraints;
-  for (const auto& c : {real(), positive(), unit_interval(), interval(-2.0, 3.5), greater_than(1.0), greater_than_eq(0.5),
-                        less_than(4.0), simplex(), lower_cholesky(), independent(positive(), 2)}) {
+  struct Case {
+    ConstraintPtr c;
+    std::vector<int64_t> shape;
+  };
+  const std::vector<Case> cases = {
+      {real(), {3}},           {positive(), {3}},
+      {unit_interval(), {3}},  {interval(-2.0, 3.5), {3}},
+      {interval(1.0 / 3, 2.0 / 3), {3}},  // bounds with no short decimal form
+      {greater_than(0.1), {3}}, {greater_than(1.0 / 7), {3}},
+      {greater_than_eq(0.5), {3}}, {less_than(M_PI), {3}},
+      {half_open_interval(-1e-9, 1e7 + 1.0 / 3), {3}},
+      {simplex(), {4}},        {lower_cholesky(), {3, 3}},
+      {independent(positive(), 2), {2, 3}}};
+  torch::manual_seed(4);
+  for (const auto& [c, shape] : cases) {
+    INFO(c->name());
     auto back = constraint_from_name(c->name());
     REQUIRE(back);
-    CHECK(back->name() == c->name());
+    const auto x = torch::randn(shape, torch::kFloat64);
+    const auto y = transforms::transform_to(c)->forward(x);
+    CHECK(transforms::transform_to(back)->forward(x).equal(y));
+    CHECK(back->check(y).equal(c->check(y)));
   }
   CHECK(constraint_from_name("no such constraint") == nullptr);
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "constraint bounds survive a checkpoint exactly") {
+  const double lower = 1.0 / 3;
+  auto before = param("x", torch::tensor({0.5, 2.0}, torch::kFloat64), constraints::greater_than(lower)).detach().clone();
+  auto inside = param("y", torch::tensor({0.2, 0.24}, torch::kFloat64), constraints::interval(0.1, 0.1 + 1.0 / 7)).detach().clone();
+  const auto path = temp_path("bounds.params");
+  store.save(path);
+  ParamStore other;
+  other.load(path);
+  CHECK(dynamic_cast<const constraints::GreaterThan&>(*other.constraint("x")).lower == lower);
+  CHECK(other.get("x").equal(before));
+  CHECK(other.get("y").equal(inside));
+}
+
+TEST_CASE_FIXTURE(StoreFixture, "Pyro parity: simplex params use Pyro's layout (softmax over K values)") {
+  const auto& c = ember::testing::pyro_cases("distributions").at("simplex_param");
+  using ember::testing::fixture_tensor;
+  auto p = param("p", fixture_tensor(c.at("init")), constraints::simplex());
+  CHECK(torch::allclose(p, fixture_tensor(c.at("constrained")), 1e-6, 1e-6));
+  // The unconstrained tensor is Pyro's: [K] log-probabilities.
+  CHECK(store.unconstrained("p").sizes() == torch::IntArrayRef{3});
+  CHECK(torch::allclose(store.unconstrained("p"), fixture_tensor(c.at("unconstrained")), 1e-6, 1e-6));
+  // One SGD step through the softmax gives Pyro's gradient and value.
+  torch::optim::SGD sgd({store.unconstrained("p")}, torch::optim::SGDOptions(c.at("lr").get<double>()));
+  sgd.zero_grad();
+  (param("p") * fixture_tensor(c.at("w"))).sum().backward();
+  CHECK(torch::allclose(store.unconstrained("p").grad(), fixture_tensor(c.at("grad")), 1e-6, 1e-6));
+  sgd.step();
+  CHECK(torch::allclose(param("p"), fixture_tensor(c.at("after")), 1e-6, 1e-6));
+  CHECK(torch::allclose(store.unconstrained("p"), fixture_tensor(c.at("after_unconstrained")), 1e-6, 1e-6));
+  // Pyro's unconstrained values load as they are.
+  ParamStore from_pyro;
+  from_pyro.load_archive_entries(
+      {{"p", fixture_tensor(c.at("after_unconstrained")), {{"constraint", "simplex"}, {"transform", "softmax"}}}}, "pyro");
+  CHECK(torch::allclose(from_pyro.get("p"), fixture_tensor(c.at("after")), 1e-6, 1e-6));
+  // A checkpoint from before the transform was recorded holds stick-breaking values over K - 1.
+  const auto probs = torch::tensor({0.1, 0.6, 0.3}, torch::kFloat64);
+  const auto legacy = transforms::stick_breaking()->inverse(probs);
+  ParamStore old;
+  old.load_archive_entries({{"p", legacy, {{"constraint", "simplex"}}}}, "legacy");
+  CHECK(old.unconstrained("p").sizes() == torch::IntArrayRef{3});
+  CHECK(torch::allclose(old.get("p"), probs, 1e-12, 1e-12));
 }
