@@ -84,6 +84,34 @@ void check_grads(ParamStore& store, const nlohmann::json& ref, const std::string
   }
 }
 
+// The first (model, guide) trace pair `elbo` computes with against Pyro's: the same sample
+// sites, each with the same value and scaled, masked log_prob (shapes included).
+void check_traces(ELBO& elbo, const Program& model, const Program& guide,
+                  const std::map<std::string, std::vector<torch::Tensor>>& fixed, const nlohmann::json& ref,
+                  const std::string& what) {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  FixedDraws draws{fixed, {}};
+  Program g = fix_draws(guide, draws);
+  auto [model_trace, guide_trace] = elbo.get_traces(model, g);
+  for (const auto* role : {"model", "guide"}) {
+    const Trace& tr = std::string(role) == "model" ? model_trace : guide_trace;
+    std::vector<std::string> ours, theirs;
+    for (const auto& site : tr)
+      if (site.type == SiteType::sample && !is_subsample_site(site)) ours.push_back(site.name);
+    for (const auto& [name, v] : ref.at(role).items()) theirs.push_back(name);
+    std::sort(ours.begin(), ours.end());
+    std::sort(theirs.begin(), theirs.end());
+    CHECK_MESSAGE(ours == theirs, what << " " << role << " sites");
+    for (const auto& [name, v] : ref.at(role).items()) {
+      const Site* site = tr.find(name);
+      if (!site) continue;
+      check_close(site->value, v.at("value"), what + " " + role + " " + name + " value");
+      check_close(site->log_prob, v.at("log_prob"), what + " " + role + " " + name + " log_prob");
+    }
+  }
+}
+
 // loss(), loss_and_grads() and its gradients, differentiable_loss() value and gradients, as
 // run_elbo in inference.py.
 template <class Model, class Guide>
@@ -234,6 +262,8 @@ auto renyi_global_guide = [] {
 TEST_CASE("Pyro parity: Trace_ELBO with plates, subsampling, scale and mask") {
   Trace_ELBO elbo;
   check_elbo(elbo, everyday_model, everyday_guide, everyday_fixed(), "everyday_Trace_ELBO");
+  check_traces(elbo, everyday_model, everyday_guide, everyday_fixed(), inference_case("everyday_Trace_ELBO").at("traces"),
+               "everyday_Trace_ELBO traces");
   Trace_ELBO two(ELBOOptions().num_particles(2));
   check_elbo(two, everyday_model, everyday_guide,
              {{"z", {S(0.4), S(-1.0)}}, {"w", {T({-0.3, 1.2, 0.5}), T({0.1, 0.2, 0.3})}}},
@@ -540,6 +570,8 @@ void check_enum(ELBO& elbo, const std::function<void()>& model, const std::funct
 TEST_CASE("Pyro parity: TraceEnum_ELBO, a mixture in a subsampled plate with guide enumeration and a Normal site") {
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
   check_enum(elbo, mixture_model, mixture_guide, {{"mu", {S(0.7)}}}, "mixture");
+  check_traces(elbo, mixture_model, mixture_guide, {{"mu", {S(0.7)}}}, pyro_cases("enum").at("mixture").at("traces"),
+               "mixture traces");
   TraceEnum_ELBO two(ELBOOptions().max_plate_nesting(1).num_particles(2));
   check_enum(two, mixture_model, mixture_guide, {{"mu", {S(0.7), S(-0.4)}}}, "mixture_2particles");
 }
@@ -562,6 +594,8 @@ TEST_CASE("Pyro parity: TraceEnum_ELBO in a sequential plate") {
 TEST_CASE("Pyro parity: TraceEnum_ELBO contracts independent components in crossed plates separately") {
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(2));
   check_enum(elbo, crossed_model, empty_guide, {}, "crossed_plates");
+  check_traces(elbo, crossed_model, empty_guide, {}, pyro_cases("enum").at("crossed_plates").at("traces"),
+               "crossed_plates traces");
 }
 
 TEST_CASE("Pyro parity: TraceEnum_ELBO with sequential enumeration in the guide") {

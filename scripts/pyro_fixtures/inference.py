@@ -69,6 +69,18 @@ def run_elbo(elbo, model, guide, fixed, *args):
     return out
 
 
+def trace_contents(elbo, model, guide, fixed, *args):
+    """The first (model, guide) trace pair the ELBO computes with: each sample site's value and
+    its scaled, masked log_prob, with their shapes."""
+    pyro.clear_param_store()
+    model_trace, guide_trace = next(iter(elbo._get_traces(model, FixDraws(fixed)(guide), args, {})))
+    out = {}
+    for role, tr in (("model", model_trace), ("guide", guide_trace)):
+        out[role] = {name: {"value": site["value"], "log_prob": site["log_prob"]}
+                     for name, site in tr.nodes.items() if site["type"] == "sample"}
+    return out
+
+
 # ------------------------------------------------------------- everyday Trace_ELBO / TraceMeanField
 
 DATA = T(0.3, -1.1, 2.0, 0.7, -0.2, 1.5)
@@ -294,6 +306,8 @@ def generate():
     for elbo_name, elbo in (("Trace_ELBO", Trace_ELBO()), ("TraceMeanField_ELBO", TraceMeanField_ELBO())):
         cases[f"everyday_{elbo_name}"] = run_elbo(elbo, everyday_model, everyday_guide, EVERYDAY_FIXED)
         cases[f"weighted_{elbo_name}"] = run_elbo(elbo, weighted_model, weighted_guide, WEIGHTED_FIXED)
+    cases["everyday_Trace_ELBO"]["traces"] = trace_contents(Trace_ELBO(), everyday_model, everyday_guide,
+                                                            EVERYDAY_FIXED)
     cases["score_function_Trace_ELBO"] = run_elbo(Trace_ELBO(), sf_model, sf_guide, SF_FIXED)
     cases["everyday_Trace_ELBO_2particles"] = run_elbo(Trace_ELBO(num_particles=2), everyday_model, everyday_guide,
                                                        {"z": [T(0.4), T(-1.0)], "w": [T(-0.3, 1.2, 0.5), T(0.1, 0.2, 0.3)]})
