@@ -268,6 +268,10 @@ TEST_CASE("Pyro parity: Trace_ELBO with plates, subsampling, scale and mask") {
   check_elbo(two, everyday_model, everyday_guide,
              {{"z", {S(0.4), S(-1.0)}}, {"w", {T({-0.3, 1.2, 0.5}), T({0.1, 0.2, 0.3})}}},
              "everyday_Trace_ELBO_2particles");
+  Trace_ELBO vec(ELBOOptions().num_particles(2).vectorize_particles(true).max_plate_nesting(2));
+  check_elbo(vec, everyday_model, everyday_guide,
+             {{"z", {T({0.4, -1.0}).reshape({2, 1, 1})}}, {"w", {T({-0.3, 1.2, 0.5, 0.1, 0.2, 0.3}).reshape({2, 1, 3})}}},
+             "everyday_Trace_ELBO_2particles_vectorized");
 }
 
 TEST_CASE("Pyro parity: TraceMeanField_ELBO with plates, subsampling, scale and mask") {
@@ -298,6 +302,16 @@ TEST_CASE("Pyro parity: RenyiELBO / IWAE keep the plate shared by every model si
     check_elbo(elbo, renyi_nested_model, renyi_nested_guide, {{"z", nested}}, "renyi_nested_alpha" + a);
     check_elbo(elbo, renyi_global_model, renyi_global_guide, {{"z", REPS()}, {"m", {S(0.5), S(-0.2), S(1.3)}}},
                "renyi_global_alpha" + a);
+    // All particles at once in the particle plate (left of the model's plates): one guide run
+    // whose fixed draws carry the particle dim.
+    RenyiELBO vec1(alpha, ELBOOptions().num_particles(3).vectorize_particles(true).max_plate_nesting(1));
+    RenyiELBO vec2(alpha, ELBOOptions().num_particles(3).vectorize_particles(true).max_plate_nesting(2));
+    check_elbo(vec1, renyi_model, renyi_guide, {{"z", {torch::stack(REPS())}}}, "renyi_vae_alpha" + a + "_vectorized");
+    check_elbo(vec2, renyi_nested_model, renyi_nested_guide, {{"z", {torch::stack(REPS()).reshape({3, 3, 1})}}},
+               "renyi_nested_alpha" + a + "_vectorized");
+    check_elbo(vec1, renyi_global_model, renyi_global_guide,
+               {{"z", {torch::stack(REPS())}}, {"m", {T({0.5, -0.2, 1.3}).reshape({3, 1})}}},
+               "renyi_global_alpha" + a + "_vectorized");
   }
 }
 
@@ -574,6 +588,8 @@ TEST_CASE("Pyro parity: TraceEnum_ELBO, a mixture in a subsampled plate with gui
                "mixture traces");
   TraceEnum_ELBO two(ELBOOptions().max_plate_nesting(1).num_particles(2));
   check_enum(two, mixture_model, mixture_guide, {{"mu", {S(0.7), S(-0.4)}}}, "mixture_2particles");
+  TraceEnum_ELBO vec(ELBOOptions().max_plate_nesting(1).num_particles(2).vectorize_particles(true));
+  check_enum(vec, mixture_model, mixture_guide, {{"mu", {T({0.7, -0.4}).reshape({2, 1})}}}, "mixture_2particles_vectorized");
 }
 
 TEST_CASE("Pyro parity: TraceEnum_ELBO does not mask the prior of a model-enumerated site") {

@@ -150,6 +150,9 @@ def generate():
                                                 {"mu": [T(0.7)]})
     cases["mixture_2particles"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1, num_particles=2), mixture_model,
                                            mixture_guide, {"mu": [T(0.7), T(-0.4)]})
+    cases["mixture_2particles_vectorized"] = run_elbo(
+        TraceEnum_ELBO(max_plate_nesting=1, num_particles=2, vectorize_particles=True), mixture_model, mixture_guide,
+        {"mu": [T(0.7, -0.4).reshape(2, 1)]})
     cases["masked_prior"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), masked_model, empty_guide, {})
     cases["zero_probability"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), zero_model, zero_guide, {})
     cases["sequential_plate"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqplate_model, empty_guide, {})

@@ -311,11 +311,22 @@ def generate():
     cases["score_function_Trace_ELBO"] = run_elbo(Trace_ELBO(), sf_model, sf_guide, SF_FIXED)
     cases["everyday_Trace_ELBO_2particles"] = run_elbo(Trace_ELBO(num_particles=2), everyday_model, everyday_guide,
                                                        {"z": [T(0.4), T(-1.0)], "w": [T(-0.3, 1.2, 0.5), T(0.1, 0.2, 0.3)]})
+    cases["everyday_Trace_ELBO_2particles_vectorized"] = run_elbo(
+        Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=2), everyday_model, everyday_guide,
+        {"z": [T(0.4, -1.0).reshape(2, 1, 1)], "w": [T([[-0.3, 1.2, 0.5], [0.1, 0.2, 0.3]]).reshape(2, 1, 3)]})
     for alpha in (0.0, 0.5):
         for tag, model, guide, fixed in (("vae", renyi_model, renyi_guide, RENYI_FIXED),
                                          ("nested", renyi_nested_model, renyi_nested_guide, RENYI_NESTED_FIXED),
                                          ("global", renyi_global_model, renyi_global_guide, RENYI_FIXED)):
             cases[f"renyi_{tag}_alpha{alpha}"] = run_elbo(RenyiELBO(alpha=alpha, num_particles=3), model, guide, fixed)
+            # All particles at once: the draws of one guide run carry the particle dim
+            # (left of the plates) and broadcast against it.
+            nesting = 2 if tag == "nested" else 1
+            vec_fixed = {name: [torch.stack(v).reshape((3,) + (1,) * (nesting - v[0].dim()) + v[0].shape)]
+                         for name, v in fixed.items()}
+            cases[f"renyi_{tag}_alpha{alpha}_vectorized"] = run_elbo(
+                RenyiELBO(alpha=alpha, num_particles=3, vectorize_particles=True, max_plate_nesting=nesting),
+                model, guide, vec_fixed)
     cases["optim"] = {name: optim_case(cls, kw) for name, (cls, kw) in OPTIMS.items()}
     cases["predictive"] = predictive_cases()
     return cases
