@@ -315,6 +315,26 @@ TEST_CASE("Pyro parity: RenyiELBO / IWAE keep the plate shared by every model si
   }
 }
 
+TEST_CASE("Pyro parity: SVI steps end to end (param collection, optimiser, zeroed gradients)") {
+  auto run = [](auto model, auto guide, const std::map<std::string, std::vector<torch::Tensor>>& fixed, auto optim,
+                auto elbo, const std::string& name) {
+    INFO(name);
+    const auto& ref = inference_case(name);
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{fixed, {}};
+    SVI svi(model, fix_draws(guide, draws), optim, elbo);
+    for (const auto& loss : ref.at("losses")) CHECK(svi.step() == doctest::Approx(loss.get<double>()).epsilon(1e-9));
+    CHECK(store.size() == ref.at("params").size());
+    for (const auto& [param_name, value] : ref.at("params").items())
+      check_close(store.get(param_name).detach(), value, name + " " + param_name);
+  };
+  run(everyday_model, everyday_guide, everyday_fixed(), Adam(AdamOptions().lr(0.1)), Trace_ELBO(), "svi_Trace_ELBO_Adam");
+  run(weighted_model, weighted_guide, {{"z", {S(0.4)}}, {"w", {T({-0.3, 1.2, 0.5})}}},
+      ClippedAdam(ClippedAdamOptions().lr(0.1).lrd(0.8).clip_norm(1.0)), TraceMeanField_ELBO(),
+      "svi_TraceMeanField_ELBO_ClippedAdam");
+}
+
 // ------------------------------------------------------------- optimisers
 
 namespace {

@@ -300,6 +300,15 @@ def predictive_cases():
     return out
 
 
+def svi_case(model, guide, fixed, optim, elbo, steps=3):
+    """SVI steps end to end: the losses, then every param's constrained value."""
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, FixDraws(fixed)(guide), optim, elbo)
+    losses = [svi.step() for _ in range(steps)]
+    params = {name: pyro.param(name).detach().clone() for name in pyro.get_param_store().keys()}
+    return {"losses": losses, "params": params}
+
+
 def generate():
     pyro.enable_validation(True)
     cases = {}
@@ -327,6 +336,11 @@ def generate():
             cases[f"renyi_{tag}_alpha{alpha}_vectorized"] = run_elbo(
                 RenyiELBO(alpha=alpha, num_particles=3, vectorize_particles=True, max_plate_nesting=nesting),
                 model, guide, vec_fixed)
+    cases["svi_Trace_ELBO_Adam"] = svi_case(everyday_model, everyday_guide, EVERYDAY_FIXED,
+                                            pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    cases["svi_TraceMeanField_ELBO_ClippedAdam"] = svi_case(
+        weighted_model, weighted_guide, WEIGHTED_FIXED, pyro.optim.ClippedAdam({"lr": 0.1, "lrd": 0.8, "clip_norm": 1.0}),
+        TraceMeanField_ELBO())
     cases["optim"] = {name: optim_case(cls, kw) for name, (cls, kw) in OPTIMS.items()}
     cases["predictive"] = predictive_cases()
     return cases
