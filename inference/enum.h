@@ -15,8 +15,9 @@
 /// by variable elimination along the plate tree; guide sites enumerated in the guide are
 /// averaged exactly under the guide's probabilities. Restrictions (each one an error that
 /// names the site or plate): a variable enumerated inside a plate may only be used inside
-/// that plate; the plates that model-enumerated variables are shared across must form a
-/// tree; model enumeration may not be more global than guide enumeration; enumerated sites
+/// that plate; a site may not depend jointly on model-enumerated variables of independent
+/// (crossed) plates (independent components in crossed plates are contracted separately);
+/// model enumeration may not be more global than guide enumeration; enumerated sites
 /// must share one subsampling scale; batch dims left of max_plate_nesting are reserved for
 /// enumeration; enumeration by sampling (`num_samples`) is not implemented. Guide sites may
 /// also be enumerated "sequential"ly (one run of guide and model per value).

@@ -84,6 +84,34 @@ void check_grads(ParamStore& store, const nlohmann::json& ref, const std::string
   }
 }
 
+// The first (model, guide) trace pair `elbo` computes with against Pyro's: the same sample
+// sites, each with the same value and scaled, masked log_prob (shapes included).
+void check_traces(ELBO& elbo, const Program& model, const Program& guide,
+                  const std::map<std::string, std::vector<torch::Tensor>>& fixed, const nlohmann::json& ref,
+                  const std::string& what) {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  FixedDraws draws{fixed, {}};
+  Program g = fix_draws(guide, draws);
+  auto [model_trace, guide_trace] = elbo.get_traces(model, g);
+  for (const auto* role : {"model", "guide"}) {
+    const Trace& tr = std::string(role) == "model" ? model_trace : guide_trace;
+    std::vector<std::string> ours, theirs;
+    for (const auto& site : tr)
+      if (site.type == SiteType::sample && !is_subsample_site(site)) ours.push_back(site.name);
+    for (const auto& [name, v] : ref.at(role).items()) theirs.push_back(name);
+    std::sort(ours.begin(), ours.end());
+    std::sort(theirs.begin(), theirs.end());
+    CHECK_MESSAGE(ours == theirs, what << " " << role << " sites");
+    for (const auto& [name, v] : ref.at(role).items()) {
+      const Site* site = tr.find(name);
+      if (!site) continue;
+      check_close(site->value, v.at("value"), what + " " + role + " " + name + " value");
+      check_close(site->log_prob, v.at("log_prob"), what + " " + role + " " + name + " log_prob");
+    }
+  }
+}
+
 // loss(), loss_and_grads() and its gradients, differentiable_loss() value and gradients, as
 // run_elbo in inference.py.
 template <class Model, class Guide>
@@ -234,10 +262,16 @@ auto renyi_global_guide = [] {
 TEST_CASE("Pyro parity: Trace_ELBO with plates, subsampling, scale and mask") {
   Trace_ELBO elbo;
   check_elbo(elbo, everyday_model, everyday_guide, everyday_fixed(), "everyday_Trace_ELBO");
+  check_traces(elbo, everyday_model, everyday_guide, everyday_fixed(), inference_case("everyday_Trace_ELBO").at("traces"),
+               "everyday_Trace_ELBO traces");
   Trace_ELBO two(ELBOOptions().num_particles(2));
   check_elbo(two, everyday_model, everyday_guide,
              {{"z", {S(0.4), S(-1.0)}}, {"w", {T({-0.3, 1.2, 0.5}), T({0.1, 0.2, 0.3})}}},
              "everyday_Trace_ELBO_2particles");
+  Trace_ELBO vec(ELBOOptions().num_particles(2).vectorize_particles(true).max_plate_nesting(2));
+  check_elbo(vec, everyday_model, everyday_guide,
+             {{"z", {T({0.4, -1.0}).reshape({2, 1, 1})}}, {"w", {T({-0.3, 1.2, 0.5, 0.1, 0.2, 0.3}).reshape({2, 1, 3})}}},
+             "everyday_Trace_ELBO_2particles_vectorized");
 }
 
 TEST_CASE("Pyro parity: TraceMeanField_ELBO with plates, subsampling, scale and mask") {
@@ -268,7 +302,37 @@ TEST_CASE("Pyro parity: RenyiELBO / IWAE keep the plate shared by every model si
     check_elbo(elbo, renyi_nested_model, renyi_nested_guide, {{"z", nested}}, "renyi_nested_alpha" + a);
     check_elbo(elbo, renyi_global_model, renyi_global_guide, {{"z", REPS()}, {"m", {S(0.5), S(-0.2), S(1.3)}}},
                "renyi_global_alpha" + a);
+    // All particles at once in the particle plate (left of the model's plates): one guide run
+    // whose fixed draws carry the particle dim.
+    RenyiELBO vec1(alpha, ELBOOptions().num_particles(3).vectorize_particles(true).max_plate_nesting(1));
+    RenyiELBO vec2(alpha, ELBOOptions().num_particles(3).vectorize_particles(true).max_plate_nesting(2));
+    check_elbo(vec1, renyi_model, renyi_guide, {{"z", {torch::stack(REPS())}}}, "renyi_vae_alpha" + a + "_vectorized");
+    check_elbo(vec2, renyi_nested_model, renyi_nested_guide, {{"z", {torch::stack(REPS()).reshape({3, 3, 1})}}},
+               "renyi_nested_alpha" + a + "_vectorized");
+    check_elbo(vec1, renyi_global_model, renyi_global_guide,
+               {{"z", {torch::stack(REPS())}}, {"m", {T({0.5, -0.2, 1.3}).reshape({3, 1})}}},
+               "renyi_global_alpha" + a + "_vectorized");
   }
+}
+
+TEST_CASE("Pyro parity: SVI steps end to end (param collection, optimiser, zeroed gradients)") {
+  auto run = [](auto model, auto guide, const std::map<std::string, std::vector<torch::Tensor>>& fixed, auto optim,
+                auto elbo, const std::string& name) {
+    INFO(name);
+    const auto& ref = inference_case(name);
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{fixed, {}};
+    SVI svi(model, fix_draws(guide, draws), optim, elbo);
+    for (const auto& loss : ref.at("losses")) CHECK(svi.step() == doctest::Approx(loss.get<double>()).epsilon(1e-9));
+    CHECK(store.size() == ref.at("params").size());
+    for (const auto& [param_name, value] : ref.at("params").items())
+      check_close(store.get(param_name).detach(), value, name + " " + param_name);
+  };
+  run(everyday_model, everyday_guide, everyday_fixed(), Adam(AdamOptions().lr(0.1)), Trace_ELBO(), "svi_Trace_ELBO_Adam");
+  run(weighted_model, weighted_guide, {{"z", {S(0.4)}}, {"w", {T({-0.3, 1.2, 0.5})}}},
+      ClippedAdam(ClippedAdamOptions().lr(0.1).lrd(0.8).clip_norm(1.0)), TraceMeanField_ELBO(),
+      "svi_TraceMeanField_ELBO_ClippedAdam");
 }
 
 // ------------------------------------------------------------- optimisers
@@ -540,8 +604,12 @@ void check_enum(ELBO& elbo, const std::function<void()>& model, const std::funct
 TEST_CASE("Pyro parity: TraceEnum_ELBO, a mixture in a subsampled plate with guide enumeration and a Normal site") {
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
   check_enum(elbo, mixture_model, mixture_guide, {{"mu", {S(0.7)}}}, "mixture");
+  check_traces(elbo, mixture_model, mixture_guide, {{"mu", {S(0.7)}}}, pyro_cases("enum").at("mixture").at("traces"),
+               "mixture traces");
   TraceEnum_ELBO two(ELBOOptions().max_plate_nesting(1).num_particles(2));
   check_enum(two, mixture_model, mixture_guide, {{"mu", {S(0.7), S(-0.4)}}}, "mixture_2particles");
+  TraceEnum_ELBO vec(ELBOOptions().max_plate_nesting(1).num_particles(2).vectorize_particles(true));
+  check_enum(vec, mixture_model, mixture_guide, {{"mu", {T({0.7, -0.4}).reshape({2, 1})}}}, "mixture_2particles_vectorized");
 }
 
 TEST_CASE("Pyro parity: TraceEnum_ELBO does not mask the prior of a model-enumerated site") {
@@ -562,6 +630,8 @@ TEST_CASE("Pyro parity: TraceEnum_ELBO in a sequential plate") {
 TEST_CASE("Pyro parity: TraceEnum_ELBO contracts independent components in crossed plates separately") {
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(2));
   check_enum(elbo, crossed_model, empty_guide, {}, "crossed_plates");
+  check_traces(elbo, crossed_model, empty_guide, {}, pyro_cases("enum").at("crossed_plates").at("traces"),
+               "crossed_plates traces");
 }
 
 TEST_CASE("Pyro parity: TraceEnum_ELBO with sequential enumeration in the guide") {

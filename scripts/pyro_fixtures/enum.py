@@ -10,7 +10,7 @@ import torch
 from pyro.distributions import constraints
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
-from pyro_fixtures.inference import T, run_elbo
+from pyro_fixtures.inference import T, run_elbo, trace_contents
 
 PAR = {"enumerate": "parallel"}
 SEQ = {"enumerate": "sequential"}
@@ -146,12 +146,19 @@ def generate():
     cases = {}
     cases["mixture"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), mixture_model, mixture_guide,
                                 {"mu": [T(0.7)]})
+    cases["mixture"]["traces"] = trace_contents(TraceEnum_ELBO(max_plate_nesting=1), mixture_model, mixture_guide,
+                                                {"mu": [T(0.7)]})
     cases["mixture_2particles"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1, num_particles=2), mixture_model,
                                            mixture_guide, {"mu": [T(0.7), T(-0.4)]})
+    cases["mixture_2particles_vectorized"] = run_elbo(
+        TraceEnum_ELBO(max_plate_nesting=1, num_particles=2, vectorize_particles=True), mixture_model, mixture_guide,
+        {"mu": [T(0.7, -0.4).reshape(2, 1)]})
     cases["masked_prior"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), masked_model, empty_guide, {})
     cases["zero_probability"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), zero_model, zero_guide, {})
     cases["sequential_plate"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqplate_model, empty_guide, {})
     cases["crossed_plates"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=2), crossed_model, empty_guide, {})
+    cases["crossed_plates"]["traces"] = trace_contents(TraceEnum_ELBO(max_plate_nesting=2), crossed_model,
+                                                       empty_guide, {})
     cases["sequential_guide"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqguide_model, seqguide_guide, {})
     cases["sequential_guide_local"] = run_elbo(TraceEnum_ELBO(max_plate_nesting=1), seqlocal_model, seqlocal_guide,
                                                {"m": [T(0.6)]})

@@ -69,6 +69,18 @@ def run_elbo(elbo, model, guide, fixed, *args):
     return out
 
 
+def trace_contents(elbo, model, guide, fixed, *args):
+    """The first (model, guide) trace pair the ELBO computes with: each sample site's value and
+    its scaled, masked log_prob, with their shapes."""
+    pyro.clear_param_store()
+    model_trace, guide_trace = next(iter(elbo._get_traces(model, FixDraws(fixed)(guide), args, {})))
+    out = {}
+    for role, tr in (("model", model_trace), ("guide", guide_trace)):
+        out[role] = {name: {"value": site["value"], "log_prob": site["log_prob"]}
+                     for name, site in tr.nodes.items() if site["type"] == "sample"}
+    return out
+
+
 # ------------------------------------------------------------- everyday Trace_ELBO / TraceMeanField
 
 DATA = T(0.3, -1.1, 2.0, 0.7, -0.2, 1.5)
@@ -288,20 +300,47 @@ def predictive_cases():
     return out
 
 
+def svi_case(model, guide, fixed, optim, elbo, steps=3):
+    """SVI steps end to end: the losses, then every param's constrained value."""
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model, FixDraws(fixed)(guide), optim, elbo)
+    losses = [svi.step() for _ in range(steps)]
+    params = {name: pyro.param(name).detach().clone() for name in pyro.get_param_store().keys()}
+    return {"losses": losses, "params": params}
+
+
 def generate():
     pyro.enable_validation(True)
     cases = {}
     for elbo_name, elbo in (("Trace_ELBO", Trace_ELBO()), ("TraceMeanField_ELBO", TraceMeanField_ELBO())):
         cases[f"everyday_{elbo_name}"] = run_elbo(elbo, everyday_model, everyday_guide, EVERYDAY_FIXED)
         cases[f"weighted_{elbo_name}"] = run_elbo(elbo, weighted_model, weighted_guide, WEIGHTED_FIXED)
+    cases["everyday_Trace_ELBO"]["traces"] = trace_contents(Trace_ELBO(), everyday_model, everyday_guide,
+                                                            EVERYDAY_FIXED)
     cases["score_function_Trace_ELBO"] = run_elbo(Trace_ELBO(), sf_model, sf_guide, SF_FIXED)
     cases["everyday_Trace_ELBO_2particles"] = run_elbo(Trace_ELBO(num_particles=2), everyday_model, everyday_guide,
                                                        {"z": [T(0.4), T(-1.0)], "w": [T(-0.3, 1.2, 0.5), T(0.1, 0.2, 0.3)]})
+    cases["everyday_Trace_ELBO_2particles_vectorized"] = run_elbo(
+        Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=2), everyday_model, everyday_guide,
+        {"z": [T(0.4, -1.0).reshape(2, 1, 1)], "w": [T([[-0.3, 1.2, 0.5], [0.1, 0.2, 0.3]]).reshape(2, 1, 3)]})
     for alpha in (0.0, 0.5):
         for tag, model, guide, fixed in (("vae", renyi_model, renyi_guide, RENYI_FIXED),
                                          ("nested", renyi_nested_model, renyi_nested_guide, RENYI_NESTED_FIXED),
                                          ("global", renyi_global_model, renyi_global_guide, RENYI_FIXED)):
             cases[f"renyi_{tag}_alpha{alpha}"] = run_elbo(RenyiELBO(alpha=alpha, num_particles=3), model, guide, fixed)
+            # All particles at once: the draws of one guide run carry the particle dim
+            # (left of the plates) and broadcast against it.
+            nesting = 2 if tag == "nested" else 1
+            vec_fixed = {name: [torch.stack(v).reshape((3,) + (1,) * (nesting - v[0].dim()) + v[0].shape)]
+                         for name, v in fixed.items()}
+            cases[f"renyi_{tag}_alpha{alpha}_vectorized"] = run_elbo(
+                RenyiELBO(alpha=alpha, num_particles=3, vectorize_particles=True, max_plate_nesting=nesting),
+                model, guide, vec_fixed)
+    cases["svi_Trace_ELBO_Adam"] = svi_case(everyday_model, everyday_guide, EVERYDAY_FIXED,
+                                            pyro.optim.Adam({"lr": 0.1}), Trace_ELBO())
+    cases["svi_TraceMeanField_ELBO_ClippedAdam"] = svi_case(
+        weighted_model, weighted_guide, WEIGHTED_FIXED, pyro.optim.ClippedAdam({"lr": 0.1, "lrd": 0.8, "clip_norm": 1.0}),
+        TraceMeanField_ELBO())
     cases["optim"] = {name: optim_case(cls, kw) for name, (cls, kw) in OPTIMS.items()}
     cases["predictive"] = predictive_cases()
     return cases
