@@ -271,7 +271,7 @@ TEST_CASE("the book's published weights import as published and reproduce PyTorc
   clear_param_store();
 }
 
-TEST_CASE("causal-vae: import-weights loads the book's published files; generate and counterfactual run on them") {
+TEST_CASE("causal-vae: import-weights loads the book's published files and generate and counterfactual run on them") {
   const std::string dir = EMBER_TEST_DATA_DIR "/causal_vae/book/";
   const auto out = fresh_dir("import-book");
   auto ok = run("import-weights --encoder " + dir + "mnist_tmnist_encoder_weights.pt --decoder " + dir +
@@ -314,7 +314,7 @@ TEST_CASE("evaluate: with beta != 1 the importance-weighted estimate is still of
   CHECK(four["beta"] == 4.0);
 }
 
-TEST_CASE("causal-vae: nonsense settings are refused; a diverging run stops naming epoch, step and site") {
+TEST_CASE("causal-vae: nonsense settings are refused and a diverging run stops naming epoch, step and site") {
   for (const char* flags : {"--threads -3", "--seed -1", "--z-dim 0", "--hidden-dim -4", "--lr 0", "--batch-size 0", "--epochs 0"}) {
     CAPTURE(flags);
     auto r = run(std::string("train ") + flags + " --out " + fresh_dir("nonsense"));
@@ -344,7 +344,7 @@ TEST_CASE("causal-vae: bad flags and missing data are clear errors with a non-ze
   CHECK(no_run.output.find("config.json") != std::string::npos);
 }
 
-TEST_CASE("causal-vae: train writes its run directory; resuming continues exactly; nothing is lost on errors") {
+TEST_CASE("causal-vae: train writes its run directory, resuming continues exactly, nothing is lost on errors") {
   const auto csv = tiny_csv();
   const auto straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
   auto a = run("train --data " + csv + kSmall + "--epochs 2 --out " + straight);
@@ -353,6 +353,11 @@ TEST_CASE("causal-vae: train writes its run directory; resuming continues exactl
   CHECK(a.output.find("split book (random_split 80/20, generator seed 42") != std::string::npos);
   CHECK(a.output.find("balance none (every training image each epoch") != std::string::npos);
   const auto config = nlohmann::json::parse(slurp(straight + "/config.json"));
+  // Off a terminal: one line per epoch (the metrics), no progress-bar lines.
+  CHECK(a.output.find("train epoch") == std::string::npos);
+  size_t epoch_lines = 0;
+  for (size_t at = a.output.find("{\"epoch\""); at != std::string::npos; at = a.output.find("{\"epoch\"", at + 1)) ++epoch_lines;
+  CHECK(epoch_lines == 2);
   CHECK(config["split"] == "book");
   CHECK(config["balance"] == "none");
   // Runs written before --split/--balance read as what they used: stratified and balanced.

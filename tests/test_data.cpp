@@ -467,7 +467,7 @@ TEST_CASE("batches: shapes, dtypes, ranges, per-epoch shuffles, drop_last") {
   CHECK_THROWS_AS(ds.epoch(Split::Train, 0), ember::ValueError);
 }
 
-TEST_CASE("balance: balanced epochs hold as many handwritten as typed images; All keeps every row") {
+TEST_CASE("balance: balanced epochs hold as many handwritten as typed images, All keeps every row") {
   // 300 handwritten, 100 typed.
   DigitTable t;
   for (size_t i = 0; i < 400; ++i) {

@@ -246,7 +246,7 @@ TEST_CASE("validation: the per-distribution flag overrides the global switch") {
   CHECK_NOTHROW(d->log_prob(torch::tensor(std::numeric_limits<double>::quiet_NaN())));
 }
 
-TEST_CASE("validation: values outside the support raise ValueError; wrong event shapes raise ShapeError") {
+TEST_CASE("validation: values outside the support raise ValueError, wrong event shapes raise ShapeError") {
   ValidationGuard guard;
   enable_validation(true);
   struct Case {

@@ -180,7 +180,7 @@ TEST_CASE("scale multiplies log-probs and rejects non-positive factors") {
   CHECK_THROWS_AS(scale(-1.0), ValueError);
 }
 
-TEST_CASE("mask zeroes masked log-probs; nested masks combine with and") {
+TEST_CASE("mask zeroes masked log-probs, nested masks combine with and") {
   auto model = [] {
     auto p = plate("data", 3);
     sample("x", Normal(0.0, 1.0), torch::zeros({3}));
@@ -228,7 +228,7 @@ TEST_CASE("substitute replaces param values by name") {
   clear_param_store();
 }
 
-TEST_CASE("config_enumerate marks unobserved enumerable sites; infer_config edits infer") {
+TEST_CASE("config_enumerate marks unobserved enumerable sites, infer_config edits infer") {
   auto model = [] {
     sample("c", Bernoulli(0.5));
     sample("n", Normal(0.0, 1.0));
@@ -264,7 +264,7 @@ TEST_CASE("handlers are thread-local: two threads do not see each other's handle
   CHECK(sites_b == 5);
 }
 
-TEST_CASE("scale with a tensor weights each datapoint; bad weights are errors naming the site") {
+TEST_CASE("scale with a tensor weights each datapoint, bad weights are errors naming the site") {
   auto x = torch::tensor({0.0, 1.0, -2.0});
   auto model = [&] {
     auto p = plate("data", 3);

@@ -115,7 +115,7 @@ TEST_CASE("duplicate sample site names are an error naming the site") {
   CHECK_THROWS_AS(trace(model).get_trace(), RuntimeError);
 }
 
-TEST_CASE("params may be read many times in one trace; a param and a sample cannot share a name") {
+TEST_CASE("params may be read many times in one trace, a param and a sample cannot share a name") {
   clear_param_store();
   auto ok = [] {
     param("w", torch::ones({2}));
