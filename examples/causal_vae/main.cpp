@@ -451,7 +451,7 @@ int counterfactual(const RunOptions& o, std::vector<int64_t> indices, const std:
     auto draws = r.vae->counterfactual_samples(b, style, digit, samples).cpu();
     for (int64_t k = 0; k < samples; ++k) {
       columns.push_back(draws[k]);
-      labels.push_back(k == 0 ? action + " z~q" : cat("z~q ", k + 1));
+      labels.push_back(k == 0 ? action : cat("#", k + 1));
     }
   }
   auto grid = torch::stack(columns, 1).reshape({-1, b.image.size(1)});
