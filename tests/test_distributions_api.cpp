@@ -624,7 +624,7 @@ TEST_CASE("Pyro parity: an affine transform with tensor coefficients enlarges th
   CHECK(d.sample({5}).sizes() == torch::IntArrayRef({5, 3}));
 }
 
-TEST_CASE("Pyro parity: to_event merges nested Independents; a negative n removes event dims") {
+TEST_CASE("Pyro parity: to_event merges nested Independents, a negative n removes event dims") {
   const auto& c = pyro_case("to_event");
   auto base = std::make_shared<Normal>(torch::zeros({2, 3, 4}, f64()), 1.0);
   const auto x = fx(c.at("x"));
@@ -644,7 +644,7 @@ TEST_CASE("Pyro parity: to_event merges nested Independents; a negative n remove
   check_throws<ValueError>([&] { base->to_event(1)->to_event(-2); }, {"to_event(-2)"}, "removing too many event dims");
 }
 
-TEST_CASE("Pyro parity: the Independent KL peels shared dims; the masked KL ands the masks") {
+TEST_CASE("Pyro parity: the Independent KL peels shared dims, the masked KL ands the masks") {
   const auto& c = pyro_case("kl");
   {
     const auto& k = c.at("independent");
@@ -664,7 +664,7 @@ TEST_CASE("Pyro parity: the Independent KL peels shared dims; the masked KL ands
   }
 }
 
-TEST_CASE("Pyro parity: sigmoid and stick-breaking clamp to [tiny, 1 - eps]; the simplex transforms") {
+TEST_CASE("Pyro parity: sigmoid and stick-breaking clamp to [tiny, 1 - eps], the simplex transforms") {
   const auto& c = pyro_case("transforms");
   auto check_sigmoid = [](const nlohmann::json& s, torch::Dtype dtype) {
     auto x = fixture_tensor(s.at("x"), dtype).requires_grad_();
@@ -709,7 +709,7 @@ TEST_CASE("Pyro parity: integer constraints reject +-inf and NaN") {
   CHECK_FALSE(nonnegative_integer_vector()->check(T({1.0, INFINITY})).item<bool>());
 }
 
-TEST_CASE("Pyro parity: ContinuousBernoulli log-densities; the normaliser stays exact for large logits") {
+TEST_CASE("Pyro parity: ContinuousBernoulli log-densities, the normaliser stays exact for large logits") {
   const auto& c = pyro_case("continuous_bernoulli");
   const auto x = fx(c.at("x"));
   CHECK(close(ContinuousBernoulli(Logits{fx(c.at("logits"))}).log_prob(x), fx(c.at("log_prob"))));

@@ -287,7 +287,7 @@ TEST_CASE("Pyro parity: tensor scale weights and a guide mask, Trace_ELBO and Tr
   check_elbo(mf, weighted_model, weighted_guide, fixed, "weighted_TraceMeanField_ELBO");
 }
 
-TEST_CASE("Pyro parity: score-function surrogate; differentiable_loss's value is the loss") {
+TEST_CASE("Pyro parity: score-function surrogate, differentiable_loss's value is the loss") {
   Trace_ELBO elbo;
   check_elbo(elbo, sf_model, sf_guide, {{"c", {S(1.0)}}, {"z", {T({1.0, 0.0, 1.0})}}}, "score_function_Trace_ELBO");
 }

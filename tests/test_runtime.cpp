@@ -477,7 +477,7 @@ TEST_CASE("model graph: a deterministic site sits between its inputs and its use
   }
 }
 
-TEST_CASE("model graph: nested and subsampled plates; subsample sites are not nodes") {
+TEST_CASE("model graph: nested and subsampled plates, subsample sites are not nodes") {
   auto model = [] {
     auto g = sample("g", Normal(0., 1.));
     auto outer = plate("outer", 6, PlateOptions().subsample_size(3));

@@ -443,7 +443,7 @@ TEST_CASE("model graph: text form") {
         "  y ~ Normal (observed) <- u, x\n");
 }
 
-TEST_CASE("model graph: nested plates nest as clusters; deterministic sites are dashed; names are quoted") {
+TEST_CASE("model graph: nested plates nest as clusters, deterministic sites are dashed, names are quoted") {
   auto model = [] {
     auto outer = plate("outer", 3);
     auto a = sample("a \"quoted\"", dist::Normal(0., 1.));
