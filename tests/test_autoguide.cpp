@@ -348,3 +348,148 @@ TEST_CASE("Autoguides converge under SVI to the exact posterior (Normal-Normal, 
     CHECK(std::abs(avg[1].item<double>() - 0.7) < 0.03);
   }
 }
+
+// ---------------------------------------------------------------- subsampling, Predictive, lists
+
+TEST_CASE("AutoNormal on a subsampled plate: full-size params indexed by the run's subsample") {
+  torch::manual_seed(5);
+  clear_param_store();
+  AutoNormal guide(&model_sub);
+  auto guide_fn = [&guide](const torch::Tensor& d) { guide(d); };
+  Trace gt = trace(guide_fn).get_trace(kSubData);
+  torch::Tensor locs = get_param_store().get("AutoNormal.locs.l");
+  CHECK(locs.sizes() == torch::IntArrayRef({6}));
+  CHECK(get_param_store().get("AutoNormal.scales.l").sizes() == torch::IntArrayRef({6}));
+  torch::Tensor idx = gt.at("data").value;  // the guide draws the subsample; the model replays it
+  REQUIRE(idx.sizes() == torch::IntArrayRef({3}));
+  get_param_store().set("AutoNormal.locs.l", torch::arange(6, torch::kDouble));
+  gt = trace(guide_fn).get_trace(kSubData);
+  idx = gt.at("data").value;
+  const Site& aux = gt.at("l_unconstrained");
+  auto normal = std::dynamic_pointer_cast<const dist::Independent>(aux.fn);
+  CHECK(aux.value.sizes() == torch::IntArrayRef({3}));
+  CHECK(torch::equal(aux.fn->mean(), idx.to(torch::kDouble)));  // loc[i] = i at the subsample
+  CHECK(aux.scale == doctest::Approx(2.0));                      // 6 / 3, as the model's sites
+  CHECK(gt.at("l").scale == doctest::Approx(2.0));
+  // One SVI step moves only the subsample's entries of the local params.
+  torch::Tensor before = get_param_store().get("AutoNormal.locs.l").clone();
+  Trace_ELBO elbo;
+  auto m = &model_sub;
+  Trace fixed_guide = trace(guide_fn).get_trace(kSubData);
+  ValueMap sub{{"data", fixed_guide.at("data").value}};
+  SVI svi(condition(m, sub), condition(guide_fn, sub), SGD(SGDOptions().lr(0.1)), Trace_ELBO());
+  svi.step(kSubData);
+  torch::Tensor moved = get_param_store().get("AutoNormal.locs.l") != before;
+  torch::Tensor expected = torch::zeros({6}, torch::kBool).index_fill_(0, sub.at("data"), true);
+  CHECK(torch::equal(moved, expected));
+}
+
+TEST_CASE("Autoguides work with Predictive") {
+  torch::manual_seed(6);
+  clear_param_store();
+  AutoNormal guide(&model, AutoGuideOptions().init_loc_fn(init_to_value(init_values())));
+  Predictive pred(&model, guide, PredictiveOptions().num_samples(7));
+  ValueMap out = pred(kData);
+  CHECK(out.at("mu").sizes() == torch::IntArrayRef({7, 1}));
+  CHECK(out.at("w").sizes() == torch::IntArrayRef({7, 1, 3}));  // Pyro's shapes: a plate dim, then the event
+  CHECK(out.at("l").sizes() == torch::IntArrayRef({7, 4}));
+  CHECK(out.at("x").sizes() == torch::IntArrayRef({7, 4}));
+  CHECK(out.at("sigma").gt(0).all().item<bool>());
+  CHECK(torch::allclose(out.at("w").sum(-1), torch::ones({7, 1}, torch::kDouble)));
+  CHECK(out.count("mu_unconstrained") == 0);  // auxiliary guide sites are not model sites
+}
+
+TEST_CASE("AutoGuideList: an autoguide for some sites, a hand-written guide for the others") {
+  torch::manual_seed(7);
+  clear_param_store();
+  auto m = [](const torch::Tensor& x) {
+    auto z = sample("z", dist::Normal(S(0.), S(1.)));
+    auto mu = sample("mu", dist::Normal(S(0.), S(2.)));
+    auto pl = plate("data", x.size(0));
+    sample("x", dist::Normal(mu + z, S(1.)), x);
+  };
+  AutoGuideList<const torch::Tensor&> guide;
+  guide.append(AutoNormal(block(m, BlockOptions().hide({"z"}))));
+  guide.append([](const torch::Tensor&) {
+    sample("z", dist::Normal(param("z_loc", S(0.1)), param("z_scale", S(0.5), constraints::positive())));
+  });
+  Trace gt = trace(guide).get_trace(kNN);
+  CHECK(gt.contains("z"));
+  CHECK(gt.contains("mu"));
+  CHECK(gt.contains("mu_unconstrained"));
+  CHECK_FALSE(gt.contains("z_unconstrained"));
+  ValueMap med = guide.median();
+  CHECK(med.size() == 1);
+  CHECK(med.count("mu") == 1);
+  CHECK(guide.quantiles({0.5}).at("mu").sizes() == torch::IntArrayRef({1}));
+  SVI svi(m, guide, Adam(AdamOptions().lr(0.01)), Trace_ELBO());
+  CHECK(std::isfinite(svi.step(kNN)));
+  // Both guides covering z: the trace rejects the second "z", naming it.
+  AutoGuideList<const torch::Tensor&> twice;
+  twice.append(AutoNormal(m, AutoGuideOptions().prefix("first")));
+  twice.append([](const torch::Tensor&) { sample("z", dist::Normal(S(0.), S(1.))); });
+  CHECK_THROWS_WITH(trace(twice).get_trace(kNN), doctest::Contains("'z'"));
+}
+
+// ---------------------------------------------------------------- bad input
+
+TEST_CASE("Autoguides: bad input is an error naming the site") {
+  clear_param_store();
+  SUBCASE("a discrete latent points to enumeration") {
+    auto m = [] {
+      sample("k", dist::Bernoulli(S(0.3)));
+      sample("mu", dist::Normal(S(0.), S(1.)));
+    };
+    AutoNormal guide(m);
+    CHECK_THROWS_WITH_AS(guide(), doctest::Contains("latent site 'k' has discrete support"), NotImplementedError);
+    AutoDiagonalNormal flat(m);
+    CHECK_THROWS_WITH(flat(), doctest::Contains("TraceEnum_ELBO"));
+    // marked for enumeration, the autoguide leaves it to TraceEnum_ELBO
+    auto m_enum = [] {
+      InferConfig cfg;
+      cfg.enumerate = "parallel";
+      sample("k", dist::Bernoulli(S(0.3)), SampleOptions().infer(cfg));
+      sample("mu", dist::Normal(S(0.), S(1.)));
+    };
+    AutoNormal g2(m_enum);
+    g2();
+    CHECK(g2.latents().size() == 1);
+    CHECK(g2.latents()[0].name == "mu");
+  }
+  SUBCASE("init_to_value naming a site the model lacks") {
+    AutoNormal guide(&model, AutoGuideOptions().init_loc_fn(init_to_value({{"mu", S(0.)}, {"nu", S(1.)}})));
+    CHECK_THROWS_WITH_AS(guide(kData), doctest::Contains("init_to_value names site 'nu'"), ValueError);
+  }
+  SUBCASE("init_to_value with a value of the wrong shape") {
+    AutoNormal guide(&model, AutoGuideOptions().init_loc_fn(init_to_value({{"l", T({1., 2.})}})));
+    CHECK_THROWS_WITH_AS(guide(kData), doctest::Contains("site 'l'"), ShapeError);
+  }
+  SUBCASE("a model that changes its latent sites between runs") {
+    bool extra = false;
+    auto m = [&extra](const torch::Tensor& x) {
+      auto mu = sample("mu", dist::Normal(S(0.), S(1.)));
+      if (extra) mu = mu + sample("nu", dist::Normal(S(0.), S(1.)));
+      auto pl = plate("data", x.size(0));
+      sample("x", dist::Normal(mu, S(1.)), x);
+    };
+    AutoNormal guide(m);
+    SVI svi(m, guide, Adam(AdamOptions().lr(0.01)), Trace_ELBO());
+    svi.step(kNN);
+    extra = true;
+    try {
+      svi.step(kNN);
+      FAIL("expected an error");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("'nu'") != std::string::npos);
+    }
+  }
+  SUBCASE("a flattened guide cannot follow a subsampled plate") {
+    AutoDiagonalNormal guide(&model_sub);
+    CHECK_THROWS_WITH_AS(guide(kSubData), doctest::Contains("'l' is local to the subsampled plate 'data'"),
+                         NotImplementedError);
+  }
+  SUBCASE("accessors before the guide has run") {
+    AutoNormal guide(&model);
+    CHECK_THROWS_WITH(guide.median(), doctest::Contains("has not run yet"));
+  }
+}

@@ -346,5 +346,14 @@ ValueMap AutoDeltaCore::median() {
   return out;
 }
 
+void merge_sites(ValueMap& out, const ValueMap& part, const char* what) {
+  for (const auto& [name, v] : part) {
+    if (out.count(name))
+      throw ValueError(cat("AutoGuideList: site '", name, "' is covered by two guides (in their ", what,
+                           "); hide it from one of them with block(model, BlockOptions().hide({\"", name, "\"}))"));
+    out[name] = v;
+  }
+}
+
 }  // namespace detail
 }  // namespace ember::infer

@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -290,6 +291,77 @@ class AutoLowRankMultivariateNormal : public AutoContinuous<Model> {
  public:
   explicit AutoLowRankMultivariateNormal(Model model, AutoGuideOptions options = {})
       : AutoContinuous<Model>(std::move(model), "AutoLowRankMultivariateNormal", std::move(options)) {}
+};
+
+namespace detail {
+template <class G, class = void>
+struct has_median : std::false_type {};
+template <class G>
+struct has_median<G, std::void_t<decltype(std::declval<const G&>().median())>> : std::true_type {};
+template <class G, class = void>
+struct has_quantiles : std::false_type {};
+template <class G>
+struct has_quantiles<G, std::void_t<decltype(std::declval<const G&>().quantiles(std::vector<double>{}))>>
+    : std::true_type {};
+/// Adds `part` to `out`, rejecting a site that two guides both cover.
+void merge_sites(ValueMap& out, const ValueMap& part, const char* what);
+}  // namespace detail
+
+/// A guide made of several guides run one after another (Pyro's AutoGuideList), e.g. an
+/// autoguide for most sites and a hand-written guide for others. Give each autoguide the model
+/// with the other guides' sites hidden (`block`), so that no site is guided twice:
+///
+///     AutoGuideList<const torch::Tensor&> guide;
+///     guide.append(AutoNormal(block(model, BlockOptions().hide({"z"}))));
+///     guide.append([](const torch::Tensor& x) { /* samples "z" */ });
+///
+/// `Args` are the model's argument types. `median()` / `quantiles()` merge those of the parts
+/// that have them (hand-written parts contribute nothing). Copies share their parts.
+template <class... Args>
+class AutoGuideList {
+ public:
+  AutoGuideList() : parts_(std::make_shared<std::vector<Part>>()) {}
+
+  /// Adds a guide (an autoguide or any callable taking the model's arguments).
+  template <class G>
+  AutoGuideList& append(G guide) {
+    auto g = std::make_shared<G>(std::move(guide));
+    Part part;
+    part.run = [g](Args... args) { (*g)(args...); };
+    if constexpr (detail::has_median<G>::value) part.median = [g] { return g->median(); };
+    if constexpr (detail::has_quantiles<G>::value)
+      part.quantiles = [g](const std::vector<double>& qs) { return g->quantiles(qs); };
+    parts_->push_back(std::move(part));
+    return *this;
+  }
+  /// Runs every part in order.
+  void operator()(Args... args) const {
+    for (const Part& p : *parts_) p.run(args...);
+  }
+  /// Medians of the parts that have them; a site covered twice is an error naming it.
+  ValueMap median() const {
+    ValueMap out;
+    for (const Part& p : *parts_)
+      if (p.median) detail::merge_sites(out, p.median(), "median");
+    return out;
+  }
+  /// Quantiles of the parts that have them.
+  ValueMap quantiles(const std::vector<double>& qs) const {
+    ValueMap out;
+    for (const Part& p : *parts_)
+      if (p.quantiles) detail::merge_sites(out, p.quantiles(qs), "quantiles");
+    return out;
+  }
+  /// Number of parts.
+  size_t size() const { return parts_->size(); }
+
+ private:
+  struct Part {
+    std::function<void(Args...)> run;
+    std::function<ValueMap()> median;
+    std::function<ValueMap(const std::vector<double>&)> quantiles;
+  };
+  std::shared_ptr<std::vector<Part>> parts_;
 };
 
 }  // namespace ember::infer
