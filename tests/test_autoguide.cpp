@@ -493,3 +493,22 @@ TEST_CASE("Autoguides: bad input is an error naming the site") {
     CHECK_THROWS_WITH(guide.median(), doctest::Contains("has not run yet"));
   }
 }
+
+TEST_CASE("AutoLaplaceApproximation recovers the MAP and the inverse Hessian exactly on a Gaussian model") {
+  auto [mean, cov, le] = regression_posterior();
+  clear_param_store();
+  auto reg = &regression;
+  AutoLaplaceApproximation guide(reg, AutoGuideOptions().init_loc_fn(init_to_value({{"w", torch::zeros({2}, torch::kDouble)}})));
+  SVI svi(reg, guide, Adam(AdamOptions().lr(0.05)), Trace_ELBO());
+  for (int i = 0; i < 2000; ++i) svi.step(kY);
+  CHECK(torch::allclose(guide.median().at("w"), mean, 1e-6, 1e-6));  // MAP = posterior mean
+  auto gaussian = guide.laplace_approximation(kY);
+  auto mvn = std::dynamic_pointer_cast<const dist::MultivariateNormal>(gaussian.get_posterior());
+  REQUIRE(mvn);
+  CHECK(torch::allclose(mvn->mean(), mean, 1e-6, 1e-6));
+  // The Hessian of -log p(y, w) is the posterior precision whatever the loc: exact.
+  CHECK(torch::allclose(mvn->covariance_matrix(), cov, 1e-10, 1e-10));
+  CHECK(torch::allclose(gaussian.median().at("w"), mean, 1e-6, 1e-6));
+  CHECK(gaussian.quantiles({0.5}).at("w").sizes() == torch::IntArrayRef({1, 2}));
+  CHECK_THROWS_AS(guide.quantiles({0.5}), NotImplementedError);
+}

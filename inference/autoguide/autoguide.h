@@ -157,6 +157,9 @@ class SitePlates {
   std::vector<std::unique_ptr<Messenger>> plates_;
 };
 
+/// Sets an AutoMultivariateNormal's params `<prefix>.loc/.scale/.scale_tril` to `loc`, `cov`.
+void set_mvn_params(const std::string& prefix, const torch::Tensor& loc, const torch::Tensor& cov);
+
 class AutoNormalCore : public AutoGuideCore {
  public:
   explicit AutoNormalCore(AutoGuideOptions options);
@@ -192,6 +195,9 @@ class AutoContinuousCore : public AutoGuideCore {
   ValueMap unpack_latent(const torch::Tensor& latent) const;
   /// The posterior of the flat latent vector (creates the params on first use).
   dist::DistPtr get_posterior() const;
+  /// AutoLaplaceApproximation: the MAP `loc` and the inverse Hessian of
+  /// -log p(x, z) at it (in the flat unconstrained space, Jacobians included).
+  std::pair<torch::Tensor, torch::Tensor> laplace(const Program& model);
 
  private:
   torch::Tensor init_loc() const;
@@ -285,6 +291,20 @@ class AutoMultivariateNormal : public AutoContinuous<Model> {
       : AutoContinuous<Model>(std::move(model), "AutoMultivariateNormal", std::move(options)) {}
 };
 
+/// MAP in unconstrained space (a Delta on the flat latents, param `AutoLaplaceApproximation.loc`),
+/// then `laplace_approximation(args...)`: an AutoMultivariateNormal centred at the MAP with
+/// covariance the inverse Hessian of -log p(x, z) there (Pyro's AutoLaplaceApproximation).
+template <class Model>
+class AutoLaplaceApproximation : public AutoContinuous<Model> {
+ public:
+  explicit AutoLaplaceApproximation(Model model, AutoGuideOptions options = {})
+      : AutoContinuous<Model>(std::move(model), "AutoLaplaceApproximation", std::move(options)) {}
+  /// The Gaussian guide at the current MAP estimate. Its params (`AutoMultivariateNormal.loc`,
+  /// `.scale`, `.scale_tril`) are set in the current param store; covariance = inverse Hessian.
+  template <class... A>
+  auto laplace_approximation(A&&... args);
+};
+
 /// Low-rank plus diagonal Normal: params `.loc`, `.scale`, `.cov_factor`.
 template <class Model>
 class AutoLowRankMultivariateNormal : public AutoContinuous<Model> {
@@ -292,6 +312,17 @@ class AutoLowRankMultivariateNormal : public AutoContinuous<Model> {
   explicit AutoLowRankMultivariateNormal(Model model, AutoGuideOptions options = {})
       : AutoContinuous<Model>(std::move(model), "AutoLowRankMultivariateNormal", std::move(options)) {}
 };
+
+template <class Model>
+template <class... A>
+auto AutoLaplaceApproximation<Model>::laplace_approximation(A&&... args) {
+  Program program = [this, &args...] { this->model_(args...); };
+  auto [loc, cov] = this->core_->laplace(program);
+  AutoMultivariateNormal<Model> gaussian(this->model_);
+  gaussian.setup(args...);
+  detail::set_mvn_params(gaussian.core().prefix(), loc, cov);
+  return gaussian;
+}
 
 namespace detail {
 template <class G, class = void>

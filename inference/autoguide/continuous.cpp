@@ -3,18 +3,22 @@
 // value; each model site is a Delta at its slice, with the bijection's log-det-Jacobian.
 #include <cmath>
 
+#include "distributions/delta.h"
 #include "distributions/lowrank_multivariate_normal.h"
 #include "distributions/multivariate_normal.h"
 #include "distributions/normal.h"
 #include "inference/autoguide/autoguide.h"
 #include "ppl/error.h"
+#include "ppl/param_store.h"
+#include "ppl/replay.h"
 #include "ppl/primitives.h"
 
 namespace ember::infer::detail {
 
 AutoContinuousCore::AutoContinuousCore(std::string kind_, AutoGuideOptions options)
     : AutoGuideCore(std::move(kind_), std::move(options)) {
-  if (kind != "AutoDiagonalNormal" && kind != "AutoMultivariateNormal" && kind != "AutoLowRankMultivariateNormal")
+  if (kind != "AutoDiagonalNormal" && kind != "AutoMultivariateNormal" && kind != "AutoLowRankMultivariateNormal" &&
+      kind != "AutoLaplaceApproximation")
     throw ValueError(cat("AutoContinuous: unknown kind '", kind, "'"));
   supports_subsampling_ = false;
 }
@@ -67,6 +71,8 @@ static FlatParams flat_params(const AutoContinuousCore& core, const std::string&
     // factor), so the other entries get zero gradients and keep their initial values.
     torch::Tensor raw = param(prefix + ".scale_tril", torch::eye(n, init.options()));
     p.scale_tril = raw.tril(-1) + torch::eye(n, init.options());
+  } else if (core.kind == "AutoLaplaceApproximation") {
+    // loc only: a point mass
   } else {
     int64_t rank = rank_option > 0 ? rank_option : static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(n))));
     p.scale = param(prefix + ".scale", torch::full_like(init, std::sqrt(0.5) * init_scale), constraints::positive());
@@ -80,6 +86,7 @@ static FlatParams flat_params(const AutoContinuousCore& core, const std::string&
 dist::DistPtr AutoContinuousCore::get_posterior() const {
   FlatParams p = flat_params(*this, prefix_, options_.init_scale(), options_.rank(), init_loc());
   if (kind == "AutoDiagonalNormal") return dist::Normal(p.loc, p.scale).to_event(1);
+  if (kind == "AutoLaplaceApproximation") return std::make_shared<dist::Delta>(p.loc, 1);
   if (kind == "AutoMultivariateNormal")
     return std::make_shared<dist::MultivariateNormal>(p.loc, dist::ScaleTril{p.scale.unsqueeze(-1) * p.scale_tril});
   return std::make_shared<dist::LowRankMultivariateNormal>(p.loc, p.cov_factor * p.scale.unsqueeze(-1),
@@ -112,6 +119,9 @@ ValueMap AutoContinuousCore::median() {
 ValueMap AutoContinuousCore::quantiles(const std::vector<double>& qs) {
   torch::NoGradGuard no_grad;
   FlatParams p = flat_params(*this, prefix_, options_.init_scale(), options_.rank(), init_loc());
+  if (kind == "AutoLaplaceApproximation")
+    throw NotImplementedError("AutoLaplaceApproximation has no quantiles (a point estimate); use median(), or "
+                              "laplace_approximation(args...).quantiles(qs)");
   torch::Tensor scale = p.scale;  // marginal standard deviations
   if (kind == "AutoMultivariateNormal") scale = (p.scale.unsqueeze(-1) * p.scale_tril).pow(2).sum(-1).sqrt();
   if (kind == "AutoLowRankMultivariateNormal") scale = p.scale * (p.cov_factor.pow(2).sum(-1) + 1).sqrt();
@@ -120,6 +130,45 @@ ValueMap AutoContinuousCore::quantiles(const std::vector<double>& qs) {
   ValueMap out;
   for (const LatentSite& site : latents_) out[site.name] = site.transform->forward(u.at(site.name));
   return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> AutoContinuousCore::laplace(const Program& model) {
+  if (kind != "AutoLaplaceApproximation") throw RuntimeError(cat(kind, ": laplace() is AutoLaplaceApproximation's"));
+  setup(model);
+  Trace guide_tr;
+  {
+    TraceMessenger tm;
+    sample_sites();
+    guide_tr = tm.get_trace();
+  }
+  Trace model_tr;
+  {
+    ReplayMessenger rp(guide_tr);
+    TraceMessenger tm;
+    model();
+    model_tr = tm.get_trace();
+  }
+  torch::Tensor loss = guide_tr.log_prob_sum() - model_tr.log_prob_sum();
+  torch::Tensor u = get_param_store().unconstrained(prefix_ + ".loc");
+  torch::Tensor grad = torch::autograd::grad({loss}, {u}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+  const int64_t n = u.numel();
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < n; ++i)
+    rows.push_back(torch::autograd::grad({grad[i]}, {u}, {}, /*retain_graph=*/true, false, /*allow_unused=*/true)[0]);
+  torch::Tensor hessian = torch::stack(rows).detach();
+  torch::Tensor cov = torch::inverse(hessian);
+  if (!std::get<1>(torch::linalg_cholesky_ex(cov)).eq(0).all().item<bool>())
+    throw RuntimeError(cat(kind, ": the Hessian of -log p(x, z) at the current loc is not positive definite: the loc is "
+                           "not a local MAP (train longer, or check the model)"));
+  return {get_param_store().get(prefix_ + ".loc").detach().clone(), cov};
+}
+
+void set_mvn_params(const std::string& prefix, const torch::Tensor& loc, const torch::Tensor& cov) {
+  torch::Tensor L = torch::linalg_cholesky(cov);
+  torch::Tensor d = L.diagonal();
+  get_param_store().set(prefix + ".loc", loc);
+  get_param_store().set(prefix + ".scale", d, constraints::positive());
+  get_param_store().set(prefix + ".scale_tril", L / d.unsqueeze(-1));
 }
 
 }  // namespace ember::infer::detail
