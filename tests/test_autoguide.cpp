@@ -512,3 +512,33 @@ TEST_CASE("AutoLaplaceApproximation recovers the MAP and the inverse Hessian exa
   CHECK(gaussian.quantiles({0.5}).at("w").sizes() == torch::IntArrayRef({1, 2}));
   CHECK_THROWS_AS(guide.quantiles({0.5}), NotImplementedError);
 }
+
+TEST_CASE("init strategies: median, sample, uniform draw where they should") {
+  auto m = [] {
+    sample("a", dist::Normal(S(3.), S(0.01)));
+    sample("b", dist::LogNormal(S(0.), S(1.)));
+    sample("d", dist::Dirichlet(T({1., 2., 3.})));
+  };
+  torch::manual_seed(8);
+  for (int trial = 0; trial < 20; ++trial) {
+    clear_param_store();
+    AutoDelta med(m, AutoGuideOptions().init_loc_fn(init_to_median()));
+    med();
+    ValueMap v = med.median();
+    // median of 15 draws of N(3, 0.01^2): within 5 sd of the median's sd (~0.01 * 1.25 / sqrt(15))
+    CHECK(std::abs(v.at("a").item<double>() - 3.0) < 5 * 0.01 * 1.2533 / std::sqrt(15.0));
+    CHECK(torch::allclose(v.at("d"), torch::full({3}, 1.0 / 3, torch::kDouble)));  // multivariate: feasible
+    clear_param_store();
+    AutoDelta uni(m, AutoGuideOptions().init_loc_fn(init_to_uniform(0.5)));
+    uni();
+    v = uni.median();
+    CHECK(std::abs(v.at("a").item<double>()) < 0.5);  // uniform in (-0.5, 0.5) of unconstrained space
+    CHECK(std::abs(std::log(v.at("b").item<double>())) < 0.5);
+    CHECK(v.at("d").sum().item<double>() == doctest::Approx(1.0));
+    clear_param_store();
+    AutoDelta smp(m, AutoGuideOptions().init_loc_fn(init_to_sample()));
+    smp();
+    CHECK(std::abs(smp.median().at("a").item<double>() - 3.0) < 0.06);  // 6 sd
+    CHECK(smp.median().at("b").item<double>() > 0);
+  }
+}
