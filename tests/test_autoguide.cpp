@@ -542,3 +542,30 @@ TEST_CASE("init strategies: median, sample, uniform draw where they should") {
     CHECK(smp.median().at("b").item<double>() > 0);
   }
 }
+
+TEST_CASE("docs/inference.md's autoguide example: Beta-Bernoulli") {
+  torch::manual_seed(9);
+  clear_param_store();
+  auto model = [](const torch::Tensor& x) {
+    auto p = sample("p", dist::Beta(2.0, 3.0));
+    auto flips = plate("flips", x.size(0));
+    sample("x", dist::Bernoulli(p), x);
+  };
+  torch::Tensor data = torch::tensor({1., 1., 0., 1., 1., 1., 0., 1., 1., 1.}, torch::kFloat);
+  AutoNormal guide(model);
+  SVI svi(model, guide, Adam(AdamOptions().lr(0.05)), Trace_ELBO());
+  for (int i = 0; i < 2000; ++i) svi.step(data);
+  ValueMap med = guide.median();
+  ValueMap q = guide.quantiles({0.05, 0.5, 0.95});
+  auto post = guide.get_posterior("p");
+  Predictive pred(model, guide, PredictiveOptions().num_samples(100));
+  ValueMap out = pred(data);
+  // Exact posterior Beta(10, 5): median 0.6743, 5% / 95% quantiles 0.4601 / 0.8473. The
+  // logit-Normal fit is close, not exact; the bounds allow the approximation and SVI noise.
+  CHECK(med.at("p").item<double>() == doctest::Approx(0.6743).epsilon(0.05));
+  CHECK(q.at("p")[0].item<double>() == doctest::Approx(0.4601).epsilon(0.1));
+  CHECK(q.at("p")[2].item<double>() == doctest::Approx(0.8473).epsilon(0.1));
+  CHECK(q.at("p")[1].item<double>() == doctest::Approx(med.at("p").item<double>()).epsilon(1e-6));
+  CHECK(post->log_prob(med.at("p")).item<double>() > 0);
+  CHECK(out.at("p").sizes() == torch::IntArrayRef({100, 1}));
+}
