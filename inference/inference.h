@@ -6,3 +6,4 @@
 #include "inference/optim.h"
 #include "inference/predictive.h"
 #include "inference/svi.h"
+#include "inference/autoguide/autoguide.h"

@@ -517,3 +517,12 @@ TEST_CASE("model graph: a program that rejects a perturbed value fails with an e
   CHECK(message.find("this program needs b = 0") != std::string::npos);
   CHECK(edge_set(trace_model_graph(model, ModelGraphOptions().perturb(false))) == Edges{{"b", "c"}});
 }
+
+TEST_CASE("model graph: randomness drawn outside sample sites (dropout-like) makes no edges") {
+  auto model = [] {
+    sample("a", Normal(0., 1.));
+    auto noise = torch::randn({});  // drawn after a: a held run draws a different number than the first run
+    sample("b", Normal(noise, 1.));
+  };
+  CHECK(edge_set(get_model_graph(model)).empty());
+}

@@ -491,3 +491,28 @@ TEST_CASE("model graph: PNG through Graphviz is a decodable picture with the gre
   CHECK(error_of([&] { write_model_graph_png(confounded_graph(), "/nonexistent-dir/x.png"); }).find("x.png") !=
         std::string::npos);
 }
+
+TEST_CASE("model graph: plates that overlap without nesting draw as one box per nesting path") {
+  auto model = [] {
+    {
+      auto a = plate("a", 2);
+      sample("x", dist::Normal(0., 1.));
+    }
+    {
+      auto b = plate("b", 3);
+      sample("y", dist::Normal(0., 1.));
+      auto a = plate("a", 2);
+      sample("z", dist::Normal(0., 1.));
+    }
+    auto odd = plate("b_a", 4);  // its cluster id would collide with that of b > a
+    sample("w", dist::Normal(0., 1.));
+  };
+  auto dot = model_graph_dot(get_model_graph(model));
+  CHECK(dot.find("subgraph \"cluster_a\" {") != std::string::npos);
+  CHECK(dot.find("subgraph \"cluster_b\" {") != std::string::npos);
+  CHECK(dot.find("subgraph \"cluster_b_a\" {\n      label=\"a (size 2)\"") != std::string::npos);
+  CHECK_MESSAGE(dot.find("subgraph \"cluster_b_a#2\" {\n    label=\"b_a (size 4)\"") != std::string::npos, dot);
+  auto path = out_path("overlapping.png");
+  write_model_graph_png(get_model_graph(model), path);
+  CHECK(decode_file(path).width > 0);
+}

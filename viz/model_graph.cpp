@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -57,15 +58,19 @@ std::string node_statement(const ModelGraphNode& n) {
              " fillcolor=", n.is_observed ? "gray" : "white", "]");
 }
 
-void emit(const Cluster& c, const ModelGraph& g, int depth, std::ostringstream& out) {
+void emit(const Cluster& c, const ModelGraph& g, int depth, std::set<std::string>& ids, std::ostringstream& out) {
   const std::string indent(static_cast<size_t>(2 * depth), ' ');
   for (const auto* n : c.nodes) out << indent << node_statement(*n) << ";\n";
   for (const auto& child : c.children) {
     std::string id = "cluster";
     for (const auto& p : child->path) id += "_" + p;
+    // Graphviz merges subgraphs of one name: keep ids unique even for odd plate names.
+    const std::string base = id;
+    for (int k = 2; ids.count(id); ++k) id = cat(base, "#", k);
+    ids.insert(id);
     out << indent << "subgraph " << quoted(id) << " {\n";
     out << indent << "  label=" << quoted(plate_label(g.plate(child->plate))) << " labeljust=r labelloc=b;\n";
-    emit(*child, g, depth + 1, out);
+    emit(*child, g, depth + 1, ids, out);
     out << indent << "}\n";
   }
 }
@@ -92,7 +97,8 @@ std::string model_graph_dot(const ModelGraph& graph, const RenderModelOptions& o
   std::ostringstream out;
   out << "digraph {\n";
   out << "  ordering=in;\n";  // parents left to right in program order
-  emit(root, graph, 1, out);
+  std::set<std::string> cluster_ids;
+  emit(root, graph, 1, cluster_ids, out);
   for (const auto& [parent, child] : graph.edges()) out << "  " << quoted(parent) << " -> " << quoted(child) << ";\n";
   if (options.render_distributions()) {
     std::string label;
