@@ -523,3 +523,26 @@ TEST_CASE("Pyro parity: sample with obs_mask splits the site into observed and u
   };
   CHECK(error_of(bad).find("'y") != std::string::npos);
 }
+
+TEST_CASE("Pyro parity: nested plates, subsampling, scale, a broadcasting mask and block") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto& c = handler_case("everyday");
+  const auto data = f64(c.at("data"));
+  auto model = [&] {
+    auto loc = param("loc", torch::tensor(0.25, torch::kFloat64));
+    {
+      auto outer = plate("outer", 3, PlateOptions().dim(-1));
+      auto s = sample("s", dist::Gamma(2.0, 3.0));
+      auto inner = plate("inner", 10, PlateOptions().subsample(torch::tensor({1, 4, 7, 9})).dim(-2));
+      auto twice = scale(2.0);
+      auto some = mask(torch::tensor({true, false, true, true}).reshape({4, 1}));
+      sample("x", Normal(loc, s), data);
+    }
+    auto hide = block(BlockOptions().hide({"hidden"}));
+    sample("hidden", Normal(0.0, 1.0));
+  };
+  Trace t = trace(condition(model, {{"s", f64(c.at("s"))}})).get_trace();
+  check_sites(t, c.at("sites"));
+  CHECK(close(t.log_prob_sum(), f64(c.at("log_prob_sum"))));
+}

@@ -123,6 +123,7 @@ def obs_mask():
         with pyro.plate("N", 4):
             return pyro.sample("x", dist.Normal(loc, 2.0), obs=data, obs_mask=mask)
 
+    pyro.clear_param_store()  # "loc" is a fresh param here
     tr = poutine.trace(poutine.condition(model, {"x_unobserved": imputed})).get_trace()
     # The latent part as a guide sees it: unobserved.
     def guide():
@@ -149,6 +150,26 @@ def obs_mask():
     }
 
 
+def everyday():
+    # Nested plates (one subsampled), scale, a broadcasting mask and block, as SVI sees them.
+    data = torch.linspace(-2, 2, 12).reshape(4, 3)
+    s_value = torch.tensor([0.5, 1.0, 2.0])
+
+    def model():
+        loc = pyro.param("loc", torch.tensor(0.25))
+        with pyro.plate("outer", 3, dim=-1):
+            s = pyro.sample("s", dist.Gamma(2.0, 3.0))
+            with pyro.plate("inner", 10, subsample=torch.tensor([1, 4, 7, 9]), dim=-2):
+                with poutine.scale(scale=2.0), poutine.mask(mask=torch.tensor([[True], [False], [True], [True]])):
+                    pyro.sample("x", dist.Normal(loc, s), obs=data)
+        with poutine.block(hide=["hidden"]):
+            pyro.sample("hidden", dist.Normal(0.0, 1.0))
+
+    pyro.clear_param_store()  # "loc" is a fresh param here
+    tr = poutine.trace(poutine.condition(model, {"s": s_value})).get_trace()
+    return {"data": data, "s": s_value, "sites": sites(tr), "log_prob_sum": tr.log_prob_sum()}
+
+
 def generate():
     pyro.clear_param_store()
     return {
@@ -157,4 +178,5 @@ def generate():
         "lift": lift_cases(),
         "deterministic_other_value": deterministic_other_value(),
         "obs_mask": obs_mask(),
+        "everyday": everyday(),
     }
