@@ -57,8 +57,8 @@ torch::Tensor handwritten_loss(CausalVAE& vae, const causal_vae::Batch& b) {
 nlohmann::json run_variant(const std::string& variant, const Settings& s) {
   if (s.threads > 0) torch::set_num_threads(static_cast<int>(s.threads));
   data::DatasetOptions dopt;
-  dopt.seed = s.seed;
-  dopt.balance = data::Balance::Balanced;  // as when docs/benchmarks.md's figures were taken
+  dopt.seed(s.seed);
+  dopt.balance(data::Balance::Balanced);  // as when docs/benchmarks.md's figures were taken
   data::DigitDataset ds(data::load_bundled(), dopt);
   torch::manual_seed(static_cast<uint64_t>(s.seed));
   clear_param_store();

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   // Batcher: one balanced training epoch of batch 256 on CPU, against a VAE-sized
   // (784-400-2x20, 20-400-784) forward and backward pass over the same batches.
   DatasetOptions balanced;
-  balanced.balance = Balance::Balanced;  // the figures in docs/benchmarks.md are of balanced epochs
+  balanced.balance(Balance::Balanced);  // the figures in docs/benchmarks.md are of balanced epochs
   DigitDataset ds(t, balanced);
   const int64_t batch = 256;
   int64_t n_batches = 0;

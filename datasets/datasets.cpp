@@ -132,21 +132,21 @@ Batch Epoch::operator[](int64_t i) const {
 
 DigitDataset::DigitDataset(const DigitTable& table, DatasetOptions options) : options_(options) {
   table.validate("DigitDataset");
-  if (!(options_.test_fraction >= 0.0 && options_.test_fraction <= 1.0))
-    throw ValueError(cat("DigitDataset: test_fraction ", options_.test_fraction, " is outside [0, 1]"));
+  if (!(options_.test_fraction() >= 0.0 && options_.test_fraction() <= 1.0))
+    throw ValueError(cat("DigitDataset: test_fraction ", options_.test_fraction(), " is outside [0, 1]"));
   const int64_t n = int64_t(table.size());
   style_ = table.handwritten;
   digit_ = table.labels;
   auto cpu_u8 = torch::TensorOptions().dtype(torch::kUInt8);
-  pixels_ = torch::from_blob(const_cast<uint8_t*>(table.pixels.data()), {n, kPixels}, cpu_u8).clone().to(options_.device);
-  labels_ = torch::from_blob(const_cast<uint8_t*>(table.labels.data()), {n}, cpu_u8).to(torch::kLong).to(options_.device);
-  handwritten_ = torch::from_blob(const_cast<uint8_t*>(table.handwritten.data()), {n}, cpu_u8).to(torch::kFloat).to(options_.device);
+  pixels_ = torch::from_blob(const_cast<uint8_t*>(table.pixels.data()), {n, kPixels}, cpu_u8).clone().to(options_.device());
+  labels_ = torch::from_blob(const_cast<uint8_t*>(table.labels.data()), {n}, cpu_u8).to(torch::kLong).to(options_.device());
+  handwritten_ = torch::from_blob(const_cast<uint8_t*>(table.handwritten.data()), {n}, cpu_u8).to(torch::kFloat).to(options_.device());
 
   all_.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) all_[size_t(i)] = i;
-  if (options_.split == SplitMethod::Book) {
-    if (options_.test_fraction != 0.2)
-      throw ValueError(cat("DigitDataset: the book's split is 80/20; test_fraction ", options_.test_fraction,
+  if (options_.split() == SplitMethod::Book) {
+    if (options_.test_fraction() != 0.2)
+      throw ValueError(cat("DigitDataset: the book's split is 80/20; test_fraction ", options_.test_fraction(),
                            " needs the stratified split"));
     std::tie(train_, test_) = book_random_split(n);
     return;
@@ -156,8 +156,8 @@ DigitDataset::DigitDataset(const DigitTable& table, DatasetOptions options) : op
   for (int64_t i = 0; i < n; ++i) groups[size_t(style_[size_t(i)] * 10 + digit_[size_t(i)])].push_back(i);
   for (size_t g = 0; g < groups.size(); ++g) {
     auto& rows = groups[g];
-    shuffle_rows(rows, options_.seed, 1000 + g);
-    const auto n_test = size_t(std::llround(options_.test_fraction * double(rows.size())));
+    shuffle_rows(rows, options_.seed(), 1000 + g);
+    const auto n_test = size_t(std::llround(options_.test_fraction() * double(rows.size())));
     test_.insert(test_.end(), rows.begin(), rows.begin() + std::ptrdiff_t(n_test));
     train_.insert(train_.end(), rows.begin() + std::ptrdiff_t(n_test), rows.end());
   }
@@ -203,13 +203,13 @@ int64_t DigitDataset::size(Split split) const { return int64_t(rows(split).size(
 
 std::vector<int64_t> DigitDataset::balanced(Split split, uint64_t stream) const {
   const auto& r = rows(split);
-  if (options_.balance == Balance::All) return r;
+  if (options_.balance() == Balance::All) return r;
   std::vector<int64_t> hw, ty;
   for (int64_t i : r) (style_[size_t(i)] ? hw : ty).push_back(i);
   if (hw.empty() || ty.empty()) return r;
   auto& big = hw.size() > ty.size() ? hw : ty;
   const size_t m = std::min(hw.size(), ty.size());
-  shuffle_rows(big, options_.seed, stream);
+  shuffle_rows(big, options_.seed(), stream);
   big.resize(m);
   // Table order (the book's split keeps its rows in random_split's order).
   std::vector<int64_t> out(hw.begin(), hw.end());
@@ -222,7 +222,7 @@ std::vector<int64_t> DigitDataset::epoch_rows(Split split, int64_t epoch) const 
   // Training epochs draw a fresh balanced subsample; evaluation splits keep one fixed subsample.
   const uint64_t sub_stream = split == Split::Train ? 2000000 + uint64_t(epoch) : 1999999;
   std::vector<int64_t> r = balanced(split, sub_stream);
-  shuffle_rows(r, options_.seed, 4000000 + uint64_t(split) * 1000000007ULL + uint64_t(epoch));
+  shuffle_rows(r, options_.seed(), 4000000 + uint64_t(split) * 1000000007ULL + uint64_t(epoch));
   return r;
 }
 
@@ -235,13 +235,13 @@ Epoch DigitDataset::epoch(Split split, int64_t batch_size, int64_t epoch, bool d
   e.batch_size_ = batch_size;
   const auto n = int64_t(r.size());
   e.num_batches_ = drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
-  e.order_ = torch::tensor(r, torch::kLong).to(options_.device);
+  e.order_ = torch::tensor(r, torch::kLong).to(options_.device());
   return e;
 }
 
 Batch DigitDataset::gather(const torch::Tensor& rows) const {
   Batch b;
-  auto r = rows.to(options_.device, torch::kLong);
+  auto r = rows.to(options_.device(), torch::kLong);
   b.images = pixels_.index_select(0, r).to(torch::kFloat).div_(255.0);
   b.labels = labels_.index_select(0, r);
   b.handwritten = handwritten_.index_select(0, r);

@@ -13,8 +13,7 @@
 /// \code
 ///   using namespace ember::data;
 ///   DatasetOptions opt;
-///   opt.seed = 1;
-///   opt.device = torch::Device(torch::kCUDA);
+///   opt.seed(1).device(torch::Device(torch::kCUDA));
 ///   DigitDataset ds(load_bundled(), opt);
 ///   for (int64_t epoch = 0; epoch < 10; ++epoch)
 ///     for (const Batch& b : ds.epoch(Split::Train, 256, epoch)) step(b.images, b.labels);
@@ -22,6 +21,7 @@
 
 #include "datasets/digits_io.h"
 
+#include <torch/arg.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -83,11 +83,16 @@ std::string to_string(Balance b);
 Balance balance_from_string(const std::string& s);
 
 struct DatasetOptions {
-  double test_fraction = 0.2;   ///< Share of the rows put in the test split.
-  uint64_t seed = 0;            ///< Fixes the stratified split, the balanced subsamples and the shuffles.
-  SplitMethod split = SplitMethod::Stratified;
-  Balance balance = Balance::All;
-  torch::Device device = torch::kCPU;  ///< Where the images live and batches are made.
+  /// Share of the rows put in the test split.
+  TORCH_ARG(double, test_fraction) = 0.2;
+  /// Fixes the stratified split, the balanced subsamples and the shuffles.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// How rows are split into train and test.
+  TORCH_ARG(SplitMethod, split) = SplitMethod::Stratified;
+  /// Which training rows an epoch uses.
+  TORCH_ARG(Balance, balance) = Balance::All;
+  /// Where the images live and batches are made.
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
 };
 
 /// The index lists (train, test) of PyTorch's `random_split(range(n), [int(0.8 n), n -

@@ -292,7 +292,7 @@ TEST_CASE("causal-vae: import-weights loads the book's published files and gener
 
 TEST_CASE("evaluate: with beta != 1 the importance-weighted estimate is still of log p(image, labels)") {
   data::DatasetOptions o;
-  o.split = data::SplitMethod::Book;
+  o.split(data::SplitMethod::Book);
   data::DigitDataset ds(data::load_book_csv(tiny_csv()), o);
   auto run_evaluate = [&](double beta) {
     clear_param_store();

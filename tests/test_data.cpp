@@ -349,7 +349,7 @@ TEST_CASE("CSV errors name the file, the line and the column") {
 TEST_CASE("split: deterministic for a seed, stratified, disjoint, 80/20") {
   const DigitTable t = sample_table(1000);
   DatasetOptions o;
-  o.seed = 42;
+  o.seed(42);
   DigitDataset a(t, o), b(t, o);
   CHECK(a.rows(Split::Train) == b.rows(Split::Train));
   CHECK(a.rows(Split::Test) == b.rows(Split::Test));
@@ -361,7 +361,7 @@ TEST_CASE("split: deterministic for a seed, stratified, disjoint, 80/20") {
   const auto c = a.counts(Split::Test);
   for (int s = 0; s < 2; ++s)
     for (int d = 0; d < 10; ++d) CHECK(c[size_t(s)][size_t(d)] == 10);  // 50 per group, 20 %
-  o.seed = 43;
+  o.seed(43);
   DigitDataset other(t, o);
   CHECK(other.rows(Split::Test) != a.rows(Split::Test));
   // Known values pin the shuffle across platforms and standard libraries.
@@ -406,8 +406,8 @@ TEST_CASE("book split: index for index the book's random_split (fixture from pyt
 TEST_CASE("book split in DigitDataset: rows in random_split's order, independent of the seed, every row used") {
   const DigitTable t = sample_table(97);
   DatasetOptions o;
-  o.split = SplitMethod::Book;
-  o.seed = 11;
+  o.split(SplitMethod::Book);
+  o.seed(11);
   DigitDataset ds(t, o);
   const auto [train, test] = book_random_split(97);
   CHECK(ds.rows(Split::Train) == train);
@@ -418,7 +418,7 @@ TEST_CASE("book split in DigitDataset: rows in random_split's order, independent
   auto sorted_train = train;
   std::sort(sorted_train.begin(), sorted_train.end());
   CHECK(epoch == sorted_train);  // the default balance uses every row
-  o.test_fraction = 0.3;
+  o.test_fraction(0.3);
   CHECK_THROWS_WITH_AS(DigitDataset(t, o), doctest::Contains("the book's split is 80/20"), ember::ValueError);
   CHECK(split_method_from_string(to_string(SplitMethod::Book)) == SplitMethod::Book);
   CHECK(balance_from_string(to_string(Balance::Balanced)) == Balance::Balanced);
@@ -427,7 +427,7 @@ TEST_CASE("book split in DigitDataset: rows in random_split's order, independent
 
 TEST_CASE("split of the bundled data: pinned rows for seed 0 (same on every run and platform)") {
   DatasetOptions balanced;
-  balanced.balance = Balance::Balanced;
+  balanced.balance(Balance::Balanced);
   DigitDataset ds(load_bundled(), balanced);
   const auto& test = ds.rows(Split::Test);
   CHECK(std::vector<int64_t>(test.begin(), test.begin() + 8) == std::vector<int64_t>{0, 18, 19, 23, 27, 32, 34, 37});
@@ -438,7 +438,7 @@ TEST_CASE("split of the bundled data: pinned rows for seed 0 (same on every run 
 TEST_CASE("batches: shapes, dtypes, ranges, per-epoch shuffles, drop_last") {
   const DigitTable t = sample_table(100);
   DatasetOptions o;
-  o.balance = Balance::All;
+  o.balance(Balance::All);
   DigitDataset ds(t, o);
   const Epoch e0 = ds.epoch(Split::Train, 32, 0), e1 = ds.epoch(Split::Train, 32, 1);
   REQUIRE(e0.size() == 3);  // 80 rows: 32, 32, 16
@@ -477,8 +477,8 @@ TEST_CASE("balance: balanced epochs hold as many handwritten as typed images, Al
     t.source.push_back(int32_t(i));
   }
   DatasetOptions o;
-  o.seed = 7;
-  o.balance = Balance::Balanced;
+  o.seed(7);
+  o.balance(Balance::Balanced);
   DigitDataset ds(t, o);
   CHECK(ds.size(Split::Train) == 320);
   std::set<int64_t> hw_seen;
@@ -502,7 +502,7 @@ TEST_CASE("balance: balanced epochs hold as many handwritten as typed images, Al
   std::sort(t1.begin(), t1.end());
   CHECK(t0 == t1);  // ...but the same fixed subsample
   CHECK(ds.all(Split::Test).handwritten.sum().item<float>() == 20.0f);
-  o.balance = Balance::All;
+  o.balance(Balance::All);
   DigitDataset all(t, o);
   CHECK(all.epoch_rows(Split::Train, 0).size() == 320);
   CHECK(all.all(Split::Test).size() == 80);
@@ -510,8 +510,8 @@ TEST_CASE("balance: balanced epochs hold as many handwritten as typed images, Al
 
 TEST_CASE("bundled data set: balanced batches are half handwritten") {
   DatasetOptions o;
-  o.seed = 3;
-  o.balance = Balance::Balanced;
+  o.seed(3);
+  o.balance(Balance::Balanced);
   DigitDataset ds(load_bundled(), o);
   const auto c = ds.counts(Split::Train);
   int64_t hw = 0, ty = 0;

@@ -302,10 +302,10 @@ data::SplitMethod default_split(const std::string& data_spec) {
 
 data::DigitDataset open_dataset(const TrainConfig& config, torch::Device device) {
   data::DatasetOptions o;
-  o.seed = config.seed;
-  o.split = config.split;
-  o.balance = config.balance;
-  o.device = device;
+  o.seed(config.seed);
+  o.split(config.split);
+  o.balance(config.balance);
+  o.device(device);
   return data::DigitDataset(load_digits(config.data), o);
 }
 
