@@ -105,6 +105,7 @@ TEST_CASE("Split R-hat and ESS match Stan's definitions on fixed draws") {
     CHECK(split_rhat(draws) == doctest::Approx(fixture_tensor(c.at("split_rhat")).item<double>()).epsilon(1e-9));
     CHECK(ess(draws) == doctest::Approx(c.at("ess").get<double>()).epsilon(1e-9));
     CHECK(ess_bulk(draws) == doctest::Approx(c.at("ess_bulk").get<double>()).epsilon(1e-9));
+    CHECK(ess_tail(draws) == doctest::Approx(c.at("ess_tail").get<double>()).epsilon(1e-9));
   }
   // Hand check: two constant-offset chains of iid-like alternation have R-hat far above 1.
   CHECK(split_rhat(torch::stack({T({0, 1, 0, 1, 0, 1, 0, 1}), T({5, 6, 5, 6, 5, 6, 5, 6})})) > 3.0);

@@ -155,6 +155,23 @@ double ess_bulk(const torch::Tensor& draws) {
   return ess_of(rank_normalize(split(chains)));
 }
 
+double ess_tail(const torch::Tensor& draws) {
+  auto chains = split(to_chains(draws, "ess_tail"));
+  check_draws(chains, 4, "ess_tail");
+  std::vector<double> all;
+  for (const auto& c : chains) all.insert(all.end(), c.begin(), c.end());
+  const torch::Tensor q = torch::quantile(torch::tensor(all, torch::kFloat64), torch::tensor({0.05, 0.95}, torch::kFloat64));
+  double result = INFINITY;
+  for (int i = 0; i < 2; ++i) {
+    const double threshold = q[i].item<double>();
+    auto indicator = chains;
+    for (auto& c : indicator)
+      for (double& x : c) x = x <= threshold ? 1.0 : 0.0;
+    result = std::min(result, ess_of(indicator));
+  }
+  return result;
+}
+
 // ----------------------------------------------------------------------------------------------
 // The runner
 
@@ -268,14 +285,16 @@ std::vector<SiteSummary> MCMC::summary_sites() const {
     s.q5 = q[0], s.median = q[1], s.q95 = q[2];
     torch::Tensor per_elem = v.to(torch::kFloat64).reshape({v.size(0), v.size(1), -1});  // [c, n, k]
     const int64_t k = per_elem.size(2);
-    std::vector<double> rh(k), eb(k);
+    std::vector<double> rh(k), eb(k), et(k);
     for (int64_t e = 0; e < k; ++e) {
       torch::Tensor d = per_elem.select(2, e);
       rh[e] = d.size(1) >= 4 ? split_rhat(d) : NAN;
       eb[e] = d.size(1) >= 8 ? ess_bulk(d) : NAN;
+      et[e] = d.size(1) >= 8 ? ess_tail(d) : NAN;
     }
     s.r_hat = torch::tensor(rh, torch::kFloat64).reshape(s.shape);
     s.ess_bulk = torch::tensor(eb, torch::kFloat64).reshape(s.shape);
+    s.ess_tail = torch::tensor(et, torch::kFloat64).reshape(s.shape);
     out.push_back(std::move(s));
   }
   return out;
@@ -294,7 +313,7 @@ nlohmann::json MCMC::summary() const {
   for (const auto& s : summary_sites()) {
     j["sites"][s.name] = {{"shape", s.shape},       {"mean", vec(s.mean)},     {"sd", vec(s.sd)},
                           {"q5", vec(s.q5)},        {"median", vec(s.median)}, {"q95", vec(s.q95)},
-                          {"r_hat", vec(s.r_hat)}, {"ess_bulk", vec(s.ess_bulk)}};
+                          {"r_hat", vec(s.r_hat)}, {"ess_bulk", vec(s.ess_bulk)}, {"ess_tail", vec(s.ess_tail)}};
   }
   j["divergences"] = divergences();
   j["num_chains"] = options_.num_chains();
@@ -305,11 +324,11 @@ nlohmann::json MCMC::summary() const {
 std::string MCMC::summary_table() const {
   std::ostringstream os;
   os << std::left << std::setw(16) << "" << std::right;
-  for (const char* h : {"mean", "sd", "5%", "50%", "95%", "r_hat", "ess_bulk"}) os << std::setw(11) << h;
+  for (const char* h : {"mean", "sd", "5%", "50%", "95%", "r_hat", "ess_bulk", "ess_tail"}) os << std::setw(11) << h;
   os << "\n" << std::fixed << std::setprecision(3);
   for (const auto& s : summary_sites()) {
     const int64_t k = s.mean.numel();
-    std::vector<torch::Tensor> cols = {s.mean, s.sd, s.q5, s.median, s.q95, s.r_hat, s.ess_bulk};
+    std::vector<torch::Tensor> cols = {s.mean, s.sd, s.q5, s.median, s.q95, s.r_hat, s.ess_bulk, s.ess_tail};
     for (auto& c : cols) c = c.reshape({-1});
     for (int64_t e = 0; e < k; ++e) {
       std::string label = s.name;
@@ -317,7 +336,7 @@ std::string MCMC::summary_table() const {
       os << std::left << std::setw(16) << label << std::right;
       for (size_t i = 0; i < cols.size(); ++i) {
         const double x = cols[i][e].item<double>();
-        if (i == 6) os << std::setw(11) << std::setprecision(1) << x << std::setprecision(3);
+        if (i >= 6) os << std::setw(11) << std::setprecision(1) << x << std::setprecision(3);
         else os << std::setw(11) << x;
       }
       os << "\n";

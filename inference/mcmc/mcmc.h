@@ -237,7 +237,7 @@ struct SiteSummary {
   std::string name;
   std::vector<int64_t> shape;
   /// Elementwise over the site's value (shape = `shape`).
-  torch::Tensor mean, sd, q5, median, q95, r_hat, ess_bulk;
+  torch::Tensor mean, sd, q5, median, q95, r_hat, ess_bulk, ess_tail;
 };
 
 /// Runs a kernel on a model for several chains (sequentially) and collects the draws.
@@ -253,7 +253,7 @@ class MCMC {
   const std::vector<std::vector<TransitionStats>>& stats() const { return stats_; }
   /// Divergent transitions in the sampling phase, per chain.
   std::vector<int64_t> divergences() const;
-  /// Mean, sd, 5%/50%/95% quantiles, split R-hat and rank-normalised bulk ESS per site.
+  /// Mean, sd, 5%/50%/95% quantiles, split R-hat, bulk and tail ESS per site.
   std::vector<SiteSummary> summary_sites() const;
   /// The summary as JSON: {"sites": {name: {"mean": [...], ...}}, "divergences": [...]}.
   nlohmann::json summary() const;
@@ -276,5 +276,8 @@ double split_rhat(const torch::Tensor& draws);
 double ess(const torch::Tensor& draws);
 /// Bulk ESS (Vehtari et al. 2021): `ess` of the split, rank-normalised draws.
 double ess_bulk(const torch::Tensor& draws);
+/// Tail ESS (Vehtari et al. 2021): the smaller `ess` of the indicators of the split draws being
+/// below their 5% and 95% quantiles (linearly interpolated, as numpy/ArviZ).
+double ess_tail(const torch::Tensor& draws);
 
 }  // namespace ember::infer::mcmc

@@ -7,7 +7,7 @@ by autograd, at fixed unconstrained values. tests/test_mcmc.cpp runs the same mo
 `diagnostics`: split R-hat (pyro.ops.stats.split_gelman_rubin) and Stan's ESS, written out here
 in plain Python after Stan's reference manual / ArviZ's `_ess` (multi-chain autocorrelation,
 Geyer's initial positive then monotone sequence, the 1/log10 floor), without and with the
-split + rank normalisation that makes the bulk ESS, on fixed pseudo-random draws.
+split + rank normalisation that makes the bulk ESS, and the tail ESS, on fixed pseudo-random draws.
 """
 import math
 
@@ -169,6 +169,17 @@ def rank_normalize(chains):
     return [z[c * n:(c + 1) * n] for c in range(len(chains))]
 
 
+def ess_tail(chains):
+    """ArviZ's _ess_tail: min ESS of the indicators draws <= 5% / 95% quantile (split chains)."""
+    chains = split_chains(chains)
+    flat = torch.tensor([x for c in chains for x in c], dtype=torch.float64)
+    out = float("inf")
+    for prob in (0.05, 0.95):
+        q = torch.quantile(flat, prob).item()
+        out = min(out, stan_ess([[1.0 if x <= q else 0.0 for x in c] for c in chains]))
+    return out
+
+
 def diagnostics():
     g = torch.Generator().manual_seed(20261127)
     cases = []
@@ -186,6 +197,7 @@ def diagnostics():
             "split_rhat": split_gelman_rubin(x),
             "ess": stan_ess(chains),
             "ess_bulk": stan_ess(rank_normalize(split_chains(chains))),
+            "ess_tail": ess_tail(chains),
         })
     return cases
 
