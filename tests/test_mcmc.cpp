@@ -185,6 +185,18 @@ TEST_CASE("MCMC with the same seed gives bit-identical draws, another seed diffe
   CHECK(a.at("theta").sizes() == torch::IntArrayRef({2, 50, 8}));
 }
 
+TEST_CASE("MCMC chains on threads give the same draws as chains run one after another") {
+  auto run = [](int64_t threads) {
+    MCMC mcmc(NUTS(NUTSOptions().max_tree_depth(4)),
+              MCMCOptions().num_samples(25).warmup_steps(25).num_chains(3).num_threads(threads).seed(5).progress(false));
+    mcmc.run(constrained);
+    return mcmc.get_samples(true);
+  };
+  const ValueMap sequential = run(1), threaded = run(2);
+  for (const char* site : {"loc", "scale", "p", "w", "u"}) CHECK(torch::equal(sequential.at(site), threaded.at(site)));
+  CHECK(threaded.at("w").sizes() == torch::IntArrayRef({3, 25, 3}));
+}
+
 TEST_CASE("MCMC bad input: discrete latents and zero samples are clear errors") {
   auto discrete = [] {
     auto z = sample("assignment", dist::Bernoulli(S(0.3)));
@@ -195,5 +207,6 @@ TEST_CASE("MCMC bad input: discrete latents and zero samples are clear errors") 
   CHECK_THROWS_WITH_AS(MCMC(NUTS(), MCMCOptions().num_samples(0)), doctest::Contains("num_samples must be at least 1"),
                        ValueError);
   CHECK_THROWS_AS(NUTS(NUTSOptions().target_accept(1.5)), ValueError);
+  CHECK_THROWS_AS(MCMC(NUTS(), MCMCOptions().num_threads(0)), ValueError);
   CHECK_THROWS_AS(mcmc.get_samples(), RuntimeError);
 }

@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -178,6 +182,7 @@ double ess_tail(const torch::Tensor& draws) {
 MCMC::MCMC(const HMC& kernel, MCMCOptions options) : prototype_(kernel.clone()), options_(std::move(options)) {
   if (options_.num_samples() < 1) throw ValueError(cat("MCMC: num_samples must be at least 1, got ", options_.num_samples()));
   if (options_.num_chains() < 1) throw ValueError(cat("MCMC: num_chains must be at least 1, got ", options_.num_chains()));
+  if (options_.num_threads() < 1) throw ValueError(cat("MCMC: num_threads must be at least 1, got ", options_.num_threads()));
   if (options_.warmup_steps() < 0) throw ValueError(cat("MCMC: warmup_steps must be >= 0, got ", options_.warmup_steps()));
 }
 
@@ -185,10 +190,13 @@ void MCMC::run(const Model& model) {
   const Potential potential(model, options_.seed());
   names_.clear();
   for (const auto& s : potential.sites()) names_.push_back(s.name);
-  const bool tty = isatty(fileno(stderr));
-  std::vector<torch::Tensor> draws;  // per chain [num_samples, dim]
+  const int64_t num_threads = std::min(options_.num_threads(), options_.num_chains());
+  // The updating terminal line only makes sense for one chain at a time.
+  const bool tty = isatty(fileno(stderr)) && num_threads == 1;
+  std::mutex print_mutex;
+  std::vector<torch::Tensor> draws(options_.num_chains());  // per chain [num_samples, dim]
   stats_.assign(options_.num_chains(), {});
-  for (int64_t chain = 0; chain < options_.num_chains(); ++chain) {
+  auto run_chain = [&](int64_t chain) {
     const auto start = std::chrono::steady_clock::now();
     // One generator per chain, seeded from (seed, chain): chains are independent and reproducible.
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed() * 1000003ULL + 7919ULL * (chain + 1));
@@ -229,18 +237,41 @@ void MCMC::run(const Model& model) {
                      (long long)i + 1, (long long)total, s.step_size, (long long)s.tree_depth, (long long)divergences);
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (options_.progress())
+    if (options_.progress()) {
+      std::lock_guard<std::mutex> lock(print_mutex);
       std::fprintf(stderr, "%schain %lld/%lld: %lld warmup + %lld samples in %.2f s, step size %.3g, mean tree depth %.2f, %lld divergences\n",
                    tty ? "\r" : "", (long long)chain + 1, (long long)options_.num_chains(), (long long)options_.warmup_steps(),
                    (long long)options_.num_samples(), secs, kernel->step_size(), depth_sum / options_.num_samples(),
                    (long long)divergences);
-    draws.push_back(torch::stack(chain_draws));
+    }
+    draws[chain] = torch::stack(chain_draws);
+  };
+  if (num_threads <= 1) {
+    for (int64_t chain = 0; chain < options_.num_chains(); ++chain) run_chain(chain);
+  } else {
+    // Chains are independent (own generator, own kernel; the handler stack is thread-local), so
+    // running them on threads gives the same draws as running them one after another.
+    std::vector<std::exception_ptr> errors(options_.num_chains());
+    std::atomic<int64_t> next{0};
+    std::vector<std::thread> workers;
+    for (int64_t t = 0; t < num_threads; ++t)
+      workers.emplace_back([&] {
+        for (int64_t chain = next++; chain < options_.num_chains(); chain = next++) {
+          try {
+            run_chain(chain);
+          } catch (...) {
+            errors[chain] = std::current_exception();  // rethrown below, in chain order
+          }
+        }
+      });
+    for (auto& w : workers) w.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
   }
   // Constrained draws per site, [chains, samples, ...].
   samples_.clear();
   torch::Tensor all = torch::stack(draws);  // [chains, samples, dim]
   const int64_t c = all.size(0), n = all.size(1);
-  ValueMap flat = potential.constrain(all.reshape({c * n, potential.dim()})[0]);  // shapes only
   for (const auto& s : potential.sites()) {
     torch::Tensor u = all.narrow(2, s.offset, s.numel);
     std::vector<int64_t> ushape = {c * n};

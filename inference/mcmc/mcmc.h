@@ -223,6 +223,8 @@ struct MCMCOptions {
   TORCH_ARG(int64_t, num_samples) = 1000;
   TORCH_ARG(int64_t, warmup_steps) = 1000;
   TORCH_ARG(int64_t, num_chains) = 1;
+  /// Threads running chains at once (each chain on one thread; the draws do not depend on it).
+  TORCH_ARG(int64_t, num_threads) = 1;
   /// Seeds chain c with (seed, c): the same seed gives bit-identical samples.
   TORCH_ARG(uint64_t, seed) = 0;
   /// Report progress on stderr (a line per chain when stderr is not a terminal).
@@ -240,7 +242,8 @@ struct SiteSummary {
   torch::Tensor mean, sd, q5, median, q95, r_hat, ess_bulk, ess_tail;
 };
 
-/// Runs a kernel on a model for several chains (sequentially) and collects the draws.
+/// Runs a kernel on a model for several chains (one after another, or on `num_threads` threads)
+/// and collects the draws.
 class MCMC {
  public:
   MCMC(const HMC& kernel, MCMCOptions options);
