@@ -270,11 +270,12 @@ TransitionStats NUTS::transition() {
     torch::Tensor rho_fwd, rho_bck;
     bool valid;
     if (uniform() > 0.5) {
-      rho_bck = rho, p_bck_fwd = p_fwd_bck, ps_bck_fwd = ps_fwd_bck;
+      // The old trajectory becomes the backward part; its forward end borders the new subtree.
+      rho_bck = rho, p_bck_fwd = p_fwd_fwd, ps_bck_fwd = ps_fwd_fwd;
       valid = build_tree(depth, z_fwd, pf, +1, h0, sub);
       rho_fwd = sub.rho, p_fwd_bck = sub.p_beg, p_fwd_fwd = sub.p_end, ps_fwd_bck = sub.p_sharp_beg, ps_fwd_fwd = sub.p_sharp_end;
     } else {
-      rho_fwd = rho, p_fwd_bck = p_bck_fwd, ps_fwd_bck = ps_bck_fwd;
+      rho_fwd = rho, p_fwd_bck = p_bck_bck, ps_fwd_bck = ps_bck_bck;
       valid = build_tree(depth, z_bck, pb, -1, h0, sub);
       rho_bck = sub.rho, p_bck_fwd = sub.p_beg, p_bck_bck = sub.p_end, ps_bck_fwd = sub.p_sharp_beg, ps_bck_bck = sub.p_sharp_end;
     }
