@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "inference/mcmc/mcmc.h"
+#include "inference/predictive.h"
 #include "ppl/ppl.h"
 #include "pyro_fixture.h"
 
@@ -122,6 +123,28 @@ TEST_CASE("NUTS recovers the Normal-Normal posterior within Monte-Carlo error") 
   const auto summary = mcmc.summary();
   CHECK(summary["sites"]["mu"]["r_hat"][0].get<double>() < 1.05);
   CHECK(mcmc.summary_table().find("mu") != std::string::npos);
+}
+
+TEST_CASE("Predictive accepts MCMC draws: the Normal-Normal posterior predictive") {
+  // y_new | data ~ N(posterior mean, 1 + posterior variance).
+  const double precision = 1.0 / 100 + 5, sum_y = 0.3 + 1.9 + 1.1 - 0.4 + 2.2;
+  auto model = [](const torch::Tensor& y) {
+    auto mu = sample("mu", dist::Normal(S(0.0), S(10.0)));
+    auto p = plate("data", 5);
+    sample("y", dist::Normal(mu, S(1.0)), y);
+  };
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(500).warmup_steps(300).num_chains(2).seed(2).progress(false));
+  mcmc.run([&] { model(T({0.3, 1.9, 1.1, -0.4, 2.2})); });
+  auto seeded = ember::seed(0);  // the predictive noise
+  const ValueMap draws = mcmc.get_samples();
+  infer::Predictive predictive(model, draws, infer::PredictiveOptions().return_sites({"y"}));
+  const torch::Tensor y = predictive(torch::Tensor()).at("y");
+  REQUIRE(y.sizes() == torch::IntArrayRef({1000, 5}));
+  // Each y_new is mu + unit noise: compare with the draws of mu (exact up to the noise's MC error).
+  const torch::Tensor noise = y - draws.at("mu").unsqueeze(1);
+  CHECK(std::abs(noise.mean().item<double>()) < 4 / std::sqrt(5000.0));
+  CHECK(noise.var().item<double>() == doctest::Approx(1.0).epsilon(4 * std::sqrt(2.0 / 5000)));
+  CHECK(y.mean().item<double>() == doctest::Approx(sum_y / precision).epsilon(0.1));
 }
 
 TEST_CASE("NUTS recovers constrained conjugate posteriors (Gamma-Poisson, Beta-Binomial)") {
