@@ -1,0 +1,304 @@
+// HMC and NUTS transitions, and Stan's warmup adaptation (dual averaging, windowed metric).
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <limits>
+
+#include "inference/mcmc/mcmc.h"
+#include "ppl/error.h"
+
+namespace ember::infer::mcmc {
+
+namespace {
+double log_sum_exp(double a, double b) {
+  if (a == -INFINITY) return b;
+  if (b == -INFINITY) return a;
+  const double m = std::max(a, b);
+  return m + std::log(std::exp(a - m) + std::exp(b - m));
+}
+}  // namespace
+
+HMC::HMC(HMCOptions options) : options_(std::move(options)) {
+  if (!(options_.step_size() > 0)) throw ValueError(cat("HMC: step_size must be positive, got ", options_.step_size()));
+  if (!(options_.target_accept() > 0 && options_.target_accept() < 1))
+    throw ValueError(cat("HMC: target_accept must be in (0, 1), got ", options_.target_accept()));
+}
+
+void HMC::set_inverse_metric(torch::Tensor m) {
+  inv_metric_ = std::move(m);
+  if (inv_metric_.dim() == 2) metric_chol_ = torch::linalg_cholesky(inv_metric_);
+}
+
+void HMC::setup(const Potential& potential, const torch::Tensor& z0, int64_t num_warmup, at::Generator gen) {
+  potential_ = &potential;
+  gen_ = std::move(gen);
+  num_warmup_ = num_warmup;
+  iteration_ = 0;
+  const int64_t d = potential.dim();
+  auto opts = potential.options();
+  set_inverse_metric(options_.dense_mass() ? torch::eye(d, opts) : torch::ones({d}, opts));
+  point_.z = z0.detach().clone();
+  std::tie(point_.potential, point_.grad) = potential.energy_and_grad(point_.z);
+  if (!std::isfinite(point_.potential)) throw ValueError("HMC: the potential energy is not finite at the initial point");
+  step_size_ = options_.step_size();
+  if (num_warmup_ > 0 && options_.adapt_step_size()) find_reasonable_step_size();
+  restart_dual_averaging();
+  // Stan's windows: shrink the buffers when warmup is too short for the defaults.
+  init_buffer_ = 75, term_buffer_ = 50, base_window_ = 25;
+  if (num_warmup_ < 20) {
+    init_buffer_ = num_warmup_, term_buffer_ = 0, base_window_ = 0;  // no metric adaptation
+  } else if (init_buffer_ + base_window_ + term_buffer_ > num_warmup_) {
+    init_buffer_ = static_cast<int64_t>(0.15 * num_warmup_);
+    term_buffer_ = static_cast<int64_t>(0.1 * num_warmup_);
+    base_window_ = num_warmup_ - (init_buffer_ + term_buffer_);
+  }
+  window_counter_ = 0;
+  window_size_ = base_window_;
+  next_window_ = init_buffer_ + window_size_ - 1;
+  welford_n_ = 0;
+  welford_mean_ = torch::zeros({d}, opts);
+  welford_m2_ = options_.dense_mass() ? torch::zeros({d, d}, opts) : torch::zeros({d}, opts);
+}
+
+double HMC::uniform() {
+  return torch::rand({}, gen_, torch::TensorOptions().dtype(torch::kFloat64)).item<double>();
+}
+
+torch::Tensor HMC::sample_momentum() {
+  torch::Tensor u = torch::randn({potential_->dim()}, gen_, torch::TensorOptions().dtype(torch::kFloat64))
+                        .to(potential_->options());
+  if (inv_metric_.dim() == 1) return u / inv_metric_.sqrt();
+  // p = L^{-T} u has covariance (L L^T)^{-1} = M when the inverse metric is L L^T.
+  return torch::linalg_solve_triangular(metric_chol_.t(), u.unsqueeze(1), /*upper=*/true).squeeze(1);
+}
+
+torch::Tensor HMC::velocity(const torch::Tensor& p) const {
+  return inv_metric_.dim() == 1 ? inv_metric_ * p : torch::mv(inv_metric_, p);
+}
+
+double HMC::kinetic(const torch::Tensor& p) const { return 0.5 * torch::dot(p, velocity(p)).item<double>(); }
+
+void HMC::leapfrog(PhasePoint& point, torch::Tensor& p, double eps) const {
+  p = p - 0.5 * eps * point.grad;
+  point.z = point.z + eps * velocity(p);
+  std::tie(point.potential, point.grad) = potential_->energy_and_grad(point.z);
+  p = p - 0.5 * eps * point.grad;
+}
+
+void HMC::find_reasonable_step_size() {
+  // Stan's init_stepsize: double or halve until the one-step acceptance crosses 0.8.
+  const double log_threshold = std::log(0.8);
+  auto one_step_delta = [&] {
+    PhasePoint q = point_;
+    torch::Tensor p = sample_momentum();
+    const double h0 = q.potential + kinetic(p);
+    leapfrog(q, p, step_size_);
+    double h = q.potential + kinetic(p);
+    if (std::isnan(h)) h = INFINITY;
+    return h0 - h;
+  };
+  const int direction = one_step_delta() > log_threshold ? 1 : -1;
+  for (int i = 0; i < 100; ++i) {
+    const double delta = one_step_delta();
+    if (direction == 1 && !(delta > log_threshold)) break;
+    if (direction == -1 && !(delta < log_threshold)) break;
+    step_size_ = direction == 1 ? 2 * step_size_ : 0.5 * step_size_;
+    if (step_size_ > 1e7) throw ValueError("HMC: the posterior is improper (step size diverged to infinity); check the model");
+    if (step_size_ == 0) throw ValueError("HMC: no acceptably small step size (the potential is not finite nearby); check the model");
+  }
+}
+
+void HMC::restart_dual_averaging() {
+  mu_ = std::log(10 * step_size_);
+  s_bar_ = 0, x_bar_ = 0;
+  da_count_ = 0;
+}
+
+void HMC::adapt(const TransitionStats& s) {
+  if (options_.adapt_step_size()) {
+    const auto& da = options_.dual_averaging();
+    ++da_count_;
+    const double stat = std::min(1.0, s.accept_prob);
+    const double eta = 1.0 / (da_count_ + da.t0());
+    s_bar_ = (1 - eta) * s_bar_ + eta * (options_.target_accept() - stat);
+    const double x = mu_ - s_bar_ * std::sqrt(static_cast<double>(da_count_)) / da.gamma();
+    const double x_eta = std::pow(static_cast<double>(da_count_), -da.kappa());
+    x_bar_ = (1 - x_eta) * x_bar_ + x_eta * x;
+    step_size_ = std::exp(x);
+  }
+  if (options_.adapt_mass_matrix() && base_window_ > 0) {
+    const bool in_window = window_counter_ >= init_buffer_ && window_counter_ < num_warmup_ - term_buffer_ &&
+                           window_counter_ != num_warmup_;
+    if (in_window) {  // Welford's running (co)variance
+      ++welford_n_;
+      torch::Tensor delta = point_.z - welford_mean_;
+      welford_mean_ = welford_mean_ + delta / static_cast<double>(welford_n_);
+      torch::Tensor delta2 = point_.z - welford_mean_;
+      welford_m2_ = welford_m2_ + (welford_m2_.dim() == 1 ? delta * delta2 : torch::outer(delta, delta2));
+    }
+    if (window_counter_ == next_window_ && window_counter_ != num_warmup_) {
+      // Next window: twice as long, stretched to the terminal buffer if the one after would not fit.
+      if (next_window_ != num_warmup_ - term_buffer_ - 1) {
+        window_size_ *= 2;
+        next_window_ = window_counter_ + window_size_;
+        if (next_window_ != num_warmup_ - term_buffer_ - 1 && next_window_ + 2 * window_size_ >= num_warmup_ - term_buffer_)
+          next_window_ = num_warmup_ - term_buffer_ - 1;
+      }
+      const double n = static_cast<double>(welford_n_);
+      torch::Tensor var = welford_m2_ / (n - 1);
+      // Regularise towards 1e-3 * identity as Stan does.
+      torch::Tensor shrunk = (n / (n + 5.0)) * var;
+      if (var.dim() == 1) shrunk = shrunk + 1e-3 * (5.0 / (n + 5.0));
+      else shrunk = shrunk + 1e-3 * (5.0 / (n + 5.0)) * torch::eye(var.size(0), var.options());
+      set_inverse_metric(shrunk);
+      welford_n_ = 0;
+      welford_mean_.zero_();
+      welford_m2_.zero_();
+      if (options_.adapt_step_size()) {
+        find_reasonable_step_size();
+        restart_dual_averaging();
+      }
+    }
+    ++window_counter_;
+  }
+  if (iteration_ == num_warmup_ && options_.adapt_step_size()) step_size_ = std::exp(x_bar_);
+}
+
+TransitionStats HMC::step() {
+  if (!potential_) throw RuntimeError("HMC::step: call setup first");
+  TransitionStats s = transition();
+  ++iteration_;
+  if (iteration_ <= num_warmup_) adapt(s);
+  return s;
+}
+
+TransitionStats HMC::transition() {
+  const int64_t steps = options_.num_steps() > 0
+                            ? options_.num_steps()
+                            : std::max<int64_t>(1, static_cast<int64_t>(std::llround(options_.trajectory_length() / step_size_)));
+  torch::Tensor p = sample_momentum();
+  const double h0 = point_.potential + kinetic(p);
+  PhasePoint q = point_;
+  for (int64_t i = 0; i < steps; ++i) leapfrog(q, p, step_size_);
+  double h = q.potential + kinetic(p);
+  if (std::isnan(h)) h = INFINITY;
+  TransitionStats s;
+  s.step_size = step_size_;
+  s.num_leapfrog = steps;
+  s.divergent = h - h0 > options_.max_delta_energy();
+  s.accept_prob = h0 - h > 0 ? 1.0 : std::exp(h0 - h);
+  if (uniform() < s.accept_prob) point_ = q;
+  s.potential_energy = point_.potential;
+  return s;
+}
+
+// ----------------------------------------------------------------------------------------------
+// NUTS
+
+NUTS::NUTS(NUTSOptions options) : HMC(options), nuts_options_(std::move(options)) {
+  if (nuts_options_.max_tree_depth() < 1)
+    throw ValueError(cat("NUTS: max_tree_depth must be at least 1, got ", nuts_options_.max_tree_depth()));
+}
+
+bool NUTS::criterion(const torch::Tensor& p_sharp_minus, const torch::Tensor& p_sharp_plus, const torch::Tensor& rho) const {
+  return torch::dot(p_sharp_plus, rho).item<double>() > 0 && torch::dot(p_sharp_minus, rho).item<double>() > 0;
+}
+
+// What one subtree reports to its parent: the proposal drawn from it, its weight, the summed
+// momenta (rho) and the momenta and velocities at both ends.
+struct NUTS::Tree {
+  PhasePoint proposal;
+  double log_sum_weight = -INFINITY;
+  torch::Tensor rho, p_beg, p_end, p_sharp_beg, p_sharp_end;
+};
+
+bool NUTS::build_tree(int64_t depth, PhasePoint& state, torch::Tensor& p, int direction, double h0, Tree& tree) {
+  if (depth == 0) {
+    leapfrog(state, p, direction * step_size_);
+    ++num_leapfrog_;
+    double h = state.potential + kinetic(p);
+    if (std::isnan(h)) h = INFINITY;
+    if (h - h0 > nuts_options_.max_delta_energy()) divergent_ = true;
+    tree.log_sum_weight = log_sum_exp(tree.log_sum_weight, h0 - h);
+    sum_metropolis_ += h0 - h > 0 ? 1.0 : std::exp(h0 - h);
+    tree.proposal = state;
+    tree.p_beg = tree.p_end = p;
+    tree.p_sharp_beg = tree.p_sharp_end = velocity(p);
+    tree.rho = tree.rho.defined() ? tree.rho + p : p;
+    return !divergent_;
+  }
+  Tree init;
+  if (!build_tree(depth - 1, state, p, direction, h0, init)) return false;
+  Tree final_;
+  if (!build_tree(depth - 1, state, p, direction, h0, final_)) return false;
+  // Multinomial sample between the halves, uniformly in proportion to their weights.
+  const double log_sum_weight_subtree = log_sum_exp(init.log_sum_weight, final_.log_sum_weight);
+  tree.log_sum_weight = log_sum_exp(tree.log_sum_weight, log_sum_weight_subtree);
+  if (final_.log_sum_weight > log_sum_weight_subtree || uniform() < std::exp(final_.log_sum_weight - log_sum_weight_subtree))
+    tree.proposal = final_.proposal;
+  else
+    tree.proposal = init.proposal;
+  torch::Tensor rho_subtree = init.rho + final_.rho;
+  tree.rho = tree.rho.defined() ? tree.rho + rho_subtree : rho_subtree;
+  tree.p_beg = init.p_beg, tree.p_sharp_beg = init.p_sharp_beg;
+  tree.p_end = final_.p_end, tree.p_sharp_end = final_.p_sharp_end;
+  // U-turn over the whole subtree, and Stan's extra checks across the two halves.
+  bool persist = criterion(init.p_sharp_beg, final_.p_sharp_end, rho_subtree);
+  persist = persist && criterion(init.p_sharp_beg, final_.p_sharp_beg, init.rho + final_.p_beg);
+  persist = persist && criterion(init.p_sharp_end, final_.p_sharp_end, final_.rho + init.p_end);
+  return persist;
+}
+
+TransitionStats NUTS::transition() {
+  divergent_ = false;
+  num_leapfrog_ = 0;
+  sum_metropolis_ = 0.0;
+  torch::Tensor p0 = sample_momentum();
+  const double h0 = point_.potential + kinetic(p0);
+  // The trajectory's two ends (state and momentum), their end momenta and velocities.
+  PhasePoint z_fwd = point_, z_bck = point_;
+  torch::Tensor pf = p0, pb = p0;
+  torch::Tensor p_sharp0 = velocity(p0);
+  torch::Tensor p_fwd_bck = p0, p_fwd_fwd = p0, p_bck_fwd = p0, p_bck_bck = p0;
+  torch::Tensor ps_fwd_bck = p_sharp0, ps_fwd_fwd = p_sharp0, ps_bck_fwd = p_sharp0, ps_bck_bck = p_sharp0;
+  torch::Tensor rho = p0;
+  double log_sum_weight = 0.0;  // weight of the initial point: exp(h0 - h0)
+  PhasePoint sample = point_;
+  int64_t depth = 0;
+  while (depth < nuts_options_.max_tree_depth()) {
+    Tree sub;
+    torch::Tensor rho_fwd, rho_bck;
+    bool valid;
+    if (uniform() > 0.5) {
+      // The old trajectory becomes the backward part; its forward end borders the new subtree.
+      rho_bck = rho, p_bck_fwd = p_fwd_fwd, ps_bck_fwd = ps_fwd_fwd;
+      valid = build_tree(depth, z_fwd, pf, +1, h0, sub);
+      rho_fwd = sub.rho, p_fwd_bck = sub.p_beg, p_fwd_fwd = sub.p_end, ps_fwd_bck = sub.p_sharp_beg, ps_fwd_fwd = sub.p_sharp_end;
+    } else {
+      rho_fwd = rho, p_fwd_bck = p_bck_bck, ps_fwd_bck = ps_bck_bck;
+      valid = build_tree(depth, z_bck, pb, -1, h0, sub);
+      rho_bck = sub.rho, p_bck_fwd = sub.p_beg, p_bck_bck = sub.p_end, ps_bck_fwd = sub.p_sharp_beg, ps_bck_bck = sub.p_sharp_end;
+    }
+    if (!valid) break;
+    ++depth;
+    // Biased progressive sampling: prefer the new subtree when it outweighs the old trajectory.
+    if (sub.log_sum_weight > log_sum_weight || uniform() < std::exp(sub.log_sum_weight - log_sum_weight)) sample = sub.proposal;
+    log_sum_weight = log_sum_exp(log_sum_weight, sub.log_sum_weight);
+    rho = rho_bck + rho_fwd;
+    bool persist = criterion(ps_bck_bck, ps_fwd_fwd, rho);
+    persist = persist && criterion(ps_bck_bck, ps_fwd_bck, rho_bck + p_fwd_bck);
+    persist = persist && criterion(ps_bck_fwd, ps_fwd_fwd, rho_fwd + p_bck_fwd);
+    if (!persist) break;
+  }
+  point_ = sample;
+  TransitionStats s;
+  s.step_size = step_size_;
+  s.num_leapfrog = num_leapfrog_;
+  s.tree_depth = depth;
+  s.divergent = divergent_;
+  s.accept_prob = num_leapfrog_ > 0 ? sum_metropolis_ / static_cast<double>(num_leapfrog_) : 0.0;
+  s.potential_energy = point_.potential;
+  return s;
+}
+
+}  // namespace ember::infer::mcmc

@@ -1,0 +1,382 @@
+// The MCMC runner (chains, warmup, draws) and its diagnostics (split R-hat, bulk ESS, summary).
+#include "inference/mcmc/mcmc.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <numeric>
+#include <sstream>
+
+#include "ppl/error.h"
+
+namespace ember::infer::mcmc {
+
+// ----------------------------------------------------------------------------------------------
+// Diagnostics (Stan's definitions; Vehtari, Gelman, Simpson, Carpenter, Bürkner 2021)
+
+namespace {
+std::vector<std::vector<double>> to_chains(const torch::Tensor& draws, const char* who) {
+  if (draws.dim() != 2) throw ShapeError(cat(who, ": expected draws of shape [chains, samples], got ", draws.dim(), " dims"));
+  torch::Tensor d = draws.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<std::vector<double>> out(d.size(0), std::vector<double>(d.size(1)));
+  const double* p = d.data_ptr<double>();
+  for (int64_t c = 0; c < d.size(0); ++c)
+    for (int64_t i = 0; i < d.size(1); ++i) out[c][i] = p[c * d.size(1) + i];
+  return out;
+}
+
+// Each chain's first and last halves as two chains (the middle draw dropped when odd).
+std::vector<std::vector<double>> split(const std::vector<std::vector<double>>& chains) {
+  std::vector<std::vector<double>> out;
+  for (const auto& c : chains) {
+    const size_t half = c.size() / 2;
+    out.emplace_back(c.begin(), c.begin() + half);
+    out.emplace_back(c.end() - half, c.end());
+  }
+  return out;
+}
+
+double mean_of(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
+double var_of(const std::vector<double>& v) {  // ddof = 1
+  const double m = mean_of(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return s / (v.size() - 1);
+}
+
+double rhat_of(const std::vector<std::vector<double>>& chains) {
+  const double n = chains[0].size();
+  std::vector<double> means, vars;
+  for (const auto& c : chains) means.push_back(mean_of(c)), vars.push_back(var_of(c));
+  const double between = n * var_of(means);
+  const double within = mean_of(vars);
+  return std::sqrt((between / within + n - 1) / n);
+}
+
+double ess_of(const std::vector<std::vector<double>>& chains) {
+  const size_t m = chains.size(), n = chains[0].size();
+  std::vector<double> chain_mean(m), chain_var(m);
+  for (size_t c = 0; c < m; ++c) chain_mean[c] = mean_of(chains[c]);
+  // Biased autocovariance (divided by n) of each chain at lag t, averaged over chains.
+  auto mean_acov = [&](size_t t) {
+    double s = 0;
+    for (size_t c = 0; c < m; ++c) {
+      double a = 0;
+      for (size_t i = 0; i + t < n; ++i) a += (chains[c][i] - chain_mean[c]) * (chains[c][i + t] - chain_mean[c]);
+      s += a / n;
+    }
+    return s / m;
+  };
+  const double mean_var = mean_acov(0) * n / (n - 1.0);
+  double var_plus = mean_var * (n - 1.0) / n;
+  if (m > 1) var_plus += var_of(chain_mean);
+  if (!(var_plus > 0)) return NAN;
+  std::vector<double> rho(n, 0.0);
+  rho[0] = 1.0;
+  double rho_even = 1.0, rho_odd = 1.0 - (mean_var - mean_acov(1)) / var_plus;
+  rho[1] = rho_odd;
+  // Geyer's initial positive sequence: sum pairs while their sum stays positive.
+  size_t t = 1;
+  while (t < n - 3 && rho_even + rho_odd > 0) {
+    rho_even = 1.0 - (mean_var - mean_acov(t + 1)) / var_plus;
+    rho_odd = 1.0 - (mean_var - mean_acov(t + 2)) / var_plus;
+    if (rho_even + rho_odd >= 0) rho[t + 1] = rho_even, rho[t + 2] = rho_odd;
+    t += 2;
+  }
+  const size_t max_t = t - 2;
+  if (rho_even > 0) rho[max_t + 1] = rho_even;  // as Stan: keep a positive last even lag
+  // Geyer's initial monotone sequence.
+  for (t = 1; t + 2 <= max_t; t += 2) {
+    if (rho[t + 1] + rho[t + 2] > rho[t - 1] + rho[t]) {
+      rho[t + 1] = (rho[t - 1] + rho[t]) / 2;
+      rho[t + 2] = rho[t + 1];
+    }
+  }
+  const double total = static_cast<double>(m * n);
+  double tau = -1.0;
+  for (size_t k = 0; k <= max_t; ++k) tau += 2 * rho[k];
+  tau += rho[max_t + 1];
+  tau = std::max(tau, 1.0 / std::log10(total));
+  return total / tau;
+}
+
+// Ranks of all draws pooled (average ranks for ties), mapped to normal scores (Blom's offset).
+std::vector<std::vector<double>> rank_normalize(const std::vector<std::vector<double>>& chains) {
+  std::vector<std::pair<double, size_t>> all;
+  for (const auto& c : chains)
+    for (double x : c) all.emplace_back(x, all.size());
+  const size_t s = all.size();
+  std::sort(all.begin(), all.end());
+  std::vector<double> rank(s);
+  for (size_t i = 0; i < s;) {
+    size_t j = i;
+    while (j + 1 < s && all[j + 1].first == all[i].first) ++j;
+    const double r = (i + j) / 2.0 + 1.0;
+    for (size_t k = i; k <= j; ++k) rank[all[k].second] = r;
+    i = j + 1;
+  }
+  std::vector<std::vector<double>> out = chains;
+  size_t k = 0;
+  for (auto& c : out)
+    for (double& x : c) {
+      const double prob = (rank[k++] - 3.0 / 8.0) / (s - 2 * 3.0 / 8.0 + 1);
+      x = std::sqrt(2.0) * torch::erfinv(torch::tensor(2 * prob - 1, torch::kFloat64)).item<double>();
+    }
+  return out;
+}
+
+void check_draws(const std::vector<std::vector<double>>& chains, size_t min_draws, const char* who) {
+  if (chains.empty() || chains[0].size() < min_draws)
+    throw ValueError(cat(who, ": needs at least ", min_draws, " draws per chain"));
+}
+}  // namespace
+
+double split_rhat(const torch::Tensor& draws) {
+  auto chains = to_chains(draws, "split_rhat");
+  check_draws(chains, 4, "split_rhat");
+  return rhat_of(split(chains));
+}
+
+double ess(const torch::Tensor& draws) {
+  auto chains = to_chains(draws, "ess");
+  check_draws(chains, 4, "ess");
+  return ess_of(chains);
+}
+
+double ess_bulk(const torch::Tensor& draws) {
+  auto chains = to_chains(draws, "ess_bulk");
+  check_draws(chains, 8, "ess_bulk");
+  return ess_of(rank_normalize(split(chains)));
+}
+
+double ess_tail(const torch::Tensor& draws) {
+  auto chains = split(to_chains(draws, "ess_tail"));
+  check_draws(chains, 4, "ess_tail");
+  std::vector<double> all;
+  for (const auto& c : chains) all.insert(all.end(), c.begin(), c.end());
+  const torch::Tensor q = torch::quantile(torch::tensor(all, torch::kFloat64), torch::tensor({0.05, 0.95}, torch::kFloat64));
+  double result = INFINITY;
+  for (int i = 0; i < 2; ++i) {
+    const double threshold = q[i].item<double>();
+    auto indicator = chains;
+    for (auto& c : indicator)
+      for (double& x : c) x = x <= threshold ? 1.0 : 0.0;
+    result = std::min(result, ess_of(indicator));
+  }
+  return result;
+}
+
+// ----------------------------------------------------------------------------------------------
+// The runner
+
+MCMC::MCMC(const HMC& kernel, MCMCOptions options) : prototype_(kernel.clone()), options_(std::move(options)) {
+  if (options_.num_samples() < 1) throw ValueError(cat("MCMC: num_samples must be at least 1, got ", options_.num_samples()));
+  if (options_.num_chains() < 1) throw ValueError(cat("MCMC: num_chains must be at least 1, got ", options_.num_chains()));
+  if (options_.num_threads() < 1) throw ValueError(cat("MCMC: num_threads must be at least 1, got ", options_.num_threads()));
+  if (options_.warmup_steps() < 0) throw ValueError(cat("MCMC: warmup_steps must be >= 0, got ", options_.warmup_steps()));
+}
+
+void MCMC::run(const Model& model) {
+  const Potential potential(model, options_.seed());
+  names_.clear();
+  for (const auto& s : potential.sites()) names_.push_back(s.name);
+  const int64_t num_threads = std::min(options_.num_threads(), options_.num_chains());
+  // The updating terminal line only makes sense for one chain at a time.
+  const bool tty = isatty(fileno(stderr)) && num_threads == 1;
+  std::mutex print_mutex;
+  std::vector<torch::Tensor> draws(options_.num_chains());  // per chain [num_samples, dim]
+  stats_.assign(options_.num_chains(), {});
+  auto run_chain = [&](int64_t chain) {
+    const auto start = std::chrono::steady_clock::now();
+    // One generator per chain, seeded from (seed, chain): chains are independent and reproducible.
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options_.seed() * 1000003ULL + 7919ULL * (chain + 1));
+    torch::Tensor z0;
+    const auto& init = options_.initial_values();
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      z0 = torch::rand({potential.dim()}, gen, torch::TensorOptions().dtype(torch::kFloat64)).to(potential.options()) * 4 - 2;
+      if (!init.empty()) {
+        ValueMap u = potential.unflatten(z0);
+        for (const auto& s : potential.sites()) {
+          auto it = init.find(s.name);
+          if (it != init.end()) u[s.name] = s.transform->inverse(it->second.to(potential.options()));
+        }
+        std::vector<torch::Tensor> parts;
+        for (const auto& s : potential.sites()) parts.push_back(u.at(s.name).reshape({-1}));
+        z0 = torch::cat(parts);
+      }
+      if (std::isfinite(potential.energy_and_grad(z0).first)) break;
+      if (attempt == 99) throw ValueError("MCMC: no initial point with a finite potential energy in 100 tries; pass initial_values");
+    }
+    std::unique_ptr<HMC> kernel = prototype_->clone();
+    kernel->setup(potential, z0, options_.warmup_steps(), gen);
+    const int64_t total = options_.warmup_steps() + options_.num_samples();
+    std::vector<torch::Tensor> chain_draws;
+    int64_t divergences = 0;
+    double depth_sum = 0;
+    for (int64_t i = 0; i < total; ++i) {
+      TransitionStats s = kernel->step();
+      if (i >= options_.warmup_steps()) {
+        chain_draws.push_back(kernel->position().clone());
+        stats_[chain].push_back(s);
+        divergences += s.divergent;
+        depth_sum += s.tree_depth;
+      }
+      if (options_.progress() && tty && (i % 50 == 0 || i + 1 == total))
+        std::fprintf(stderr, "\rchain %lld/%lld %s %lld/%lld  step size %.3g  tree depth %lld  divergences %lld   ",
+                     (long long)chain + 1, (long long)options_.num_chains(), i < options_.warmup_steps() ? "warmup" : "sample",
+                     (long long)i + 1, (long long)total, s.step_size, (long long)s.tree_depth, (long long)divergences);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (options_.progress()) {
+      std::lock_guard<std::mutex> lock(print_mutex);
+      std::fprintf(stderr, "%schain %lld/%lld: %lld warmup + %lld samples in %.2f s, step size %.3g, mean tree depth %.2f, %lld divergences\n",
+                   tty ? "\r" : "", (long long)chain + 1, (long long)options_.num_chains(), (long long)options_.warmup_steps(),
+                   (long long)options_.num_samples(), secs, kernel->step_size(), depth_sum / options_.num_samples(),
+                   (long long)divergences);
+    }
+    draws[chain] = torch::stack(chain_draws);
+  };
+  if (num_threads <= 1) {
+    for (int64_t chain = 0; chain < options_.num_chains(); ++chain) run_chain(chain);
+  } else {
+    // Chains are independent (own generator, own kernel; the handler stack is thread-local), so
+    // running them on threads gives the same draws as running them one after another.
+    std::vector<std::exception_ptr> errors(options_.num_chains());
+    std::atomic<int64_t> next{0};
+    std::vector<std::thread> workers;
+    for (int64_t t = 0; t < num_threads; ++t)
+      workers.emplace_back([&] {
+        for (int64_t chain = next++; chain < options_.num_chains(); chain = next++) {
+          try {
+            run_chain(chain);
+          } catch (...) {
+            errors[chain] = std::current_exception();  // rethrown below, in chain order
+          }
+        }
+      });
+    for (auto& w : workers) w.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+  // Constrained draws per site, [chains, samples, ...].
+  samples_.clear();
+  torch::Tensor all = torch::stack(draws);  // [chains, samples, dim]
+  const int64_t c = all.size(0), n = all.size(1);
+  for (const auto& s : potential.sites()) {
+    torch::Tensor u = all.narrow(2, s.offset, s.numel);
+    std::vector<int64_t> ushape = {c * n};
+    ushape.insert(ushape.end(), s.unconstrained_shape.begin(), s.unconstrained_shape.end());
+    torch::Tensor y = s.transform->forward(u.reshape(ushape));
+    std::vector<int64_t> shape = {c, n};
+    shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+    samples_[s.name] = y.reshape(shape);
+  }
+}
+
+ValueMap MCMC::get_samples(bool group_by_chain) const {
+  if (samples_.empty() && names_.empty()) throw RuntimeError("MCMC::get_samples: call run first");
+  if (group_by_chain) return samples_;
+  ValueMap out;
+  for (const auto& [name, v] : samples_) out[name] = v.flatten(0, 1);
+  return out;
+}
+
+std::vector<int64_t> MCMC::divergences() const {
+  std::vector<int64_t> out;
+  for (const auto& chain : stats_) {
+    int64_t d = 0;
+    for (const auto& s : chain) d += s.divergent;
+    out.push_back(d);
+  }
+  return out;
+}
+
+std::vector<SiteSummary> MCMC::summary_sites() const {
+  if (names_.empty() && samples_.empty()) throw RuntimeError("MCMC::summary: call run first");
+  std::vector<SiteSummary> out;
+  for (const auto& name : names_) {
+    const torch::Tensor& v = samples_.at(name);  // [c, n, ...]
+    SiteSummary s;
+    s.name = name;
+    s.shape = v.sizes().slice(2).vec();
+    torch::Tensor flat = v.flatten(0, 1).to(torch::kFloat64);
+    s.mean = flat.mean(0);
+    s.sd = flat.std(0, /*unbiased=*/true);
+    torch::Tensor q = torch::quantile(flat, torch::tensor({0.05, 0.5, 0.95}, torch::kFloat64), 0);
+    s.q5 = q[0], s.median = q[1], s.q95 = q[2];
+    torch::Tensor per_elem = v.to(torch::kFloat64).reshape({v.size(0), v.size(1), -1});  // [c, n, k]
+    const int64_t k = per_elem.size(2);
+    std::vector<double> rh(k), eb(k), et(k);
+    for (int64_t e = 0; e < k; ++e) {
+      torch::Tensor d = per_elem.select(2, e);
+      rh[e] = d.size(1) >= 4 ? split_rhat(d) : NAN;
+      eb[e] = d.size(1) >= 8 ? ess_bulk(d) : NAN;
+      et[e] = d.size(1) >= 8 ? ess_tail(d) : NAN;
+    }
+    s.r_hat = torch::tensor(rh, torch::kFloat64).reshape(s.shape);
+    s.ess_bulk = torch::tensor(eb, torch::kFloat64).reshape(s.shape);
+    s.ess_tail = torch::tensor(et, torch::kFloat64).reshape(s.shape);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+nlohmann::json MCMC::summary() const {
+  auto vec = [](const torch::Tensor& t) {
+    torch::Tensor c = t.contiguous().to(torch::kFloat64);
+    std::vector<double> v(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+    nlohmann::json j = nlohmann::json::array();
+    for (double x : v) j.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+    return j;
+  };
+  nlohmann::json j;
+  j["sites"] = nlohmann::json::object();
+  for (const auto& s : summary_sites()) {
+    j["sites"][s.name] = {{"shape", s.shape},       {"mean", vec(s.mean)},     {"sd", vec(s.sd)},
+                          {"q5", vec(s.q5)},        {"median", vec(s.median)}, {"q95", vec(s.q95)},
+                          {"r_hat", vec(s.r_hat)}, {"ess_bulk", vec(s.ess_bulk)}, {"ess_tail", vec(s.ess_tail)}};
+  }
+  j["divergences"] = divergences();
+  j["num_chains"] = options_.num_chains();
+  j["num_samples"] = options_.num_samples();
+  return j;
+}
+
+std::string MCMC::summary_table() const {
+  std::ostringstream os;
+  os << std::left << std::setw(16) << "" << std::right;
+  for (const char* h : {"mean", "sd", "5%", "50%", "95%", "r_hat", "ess_bulk", "ess_tail"}) os << std::setw(11) << h;
+  os << "\n" << std::fixed << std::setprecision(3);
+  for (const auto& s : summary_sites()) {
+    const int64_t k = s.mean.numel();
+    std::vector<torch::Tensor> cols = {s.mean, s.sd, s.q5, s.median, s.q95, s.r_hat, s.ess_bulk, s.ess_tail};
+    for (auto& c : cols) c = c.reshape({-1});
+    for (int64_t e = 0; e < k; ++e) {
+      std::string label = s.name;
+      if (!s.shape.empty()) label += cat("[", e, "]");
+      os << std::left << std::setw(16) << label << std::right;
+      for (size_t i = 0; i < cols.size(); ++i) {
+        const double x = cols[i][e].item<double>();
+        if (i >= 6) os << std::setw(11) << std::setprecision(1) << x << std::setprecision(3);
+        else os << std::setw(11) << x;
+      }
+      os << "\n";
+    }
+  }
+  int64_t total = 0;
+  for (auto d : divergences()) total += d;
+  os << "\nNumber of divergences: " << total << "\n";
+  return os.str();
+}
+
+}  // namespace ember::infer::mcmc

@@ -1,0 +1,235 @@
+// MCMC: the potential energy against Pyro 1.8.4 (tests/fixtures/pyro/mcmc.json), diagnostics
+// against Stan's definitions, and NUTS/HMC posteriors against closed forms within Monte-Carlo
+// error (from the measured bulk ESS), fixed seeds.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "inference/mcmc/mcmc.h"
+#include "inference/predictive.h"
+#include "ppl/ppl.h"
+#include "pyro_fixture.h"
+
+using namespace ember;
+using namespace ember::infer::mcmc;
+using ember::testing::fixture_tensor;
+using ember::testing::pyro_cases;
+
+namespace {
+
+torch::Tensor T(std::initializer_list<double> v) { return torch::tensor(std::vector<double>(v), torch::kDouble); }
+torch::Tensor S(double v) { return torch::tensor(v, torch::kDouble); }
+
+// The models of scripts/pyro_fixtures/mcmc.py.
+void normal_normal() {
+  auto mu = sample("mu", dist::Normal(S(0.0), S(10.0)));
+  auto p = plate("data", 5);
+  sample("y", dist::Normal(mu, S(1.0)), T({0.3, 1.9, 1.1, -0.4, 2.2}));
+}
+
+void constrained() {
+  auto loc = sample("loc", dist::Normal(S(0.0), S(1.0)));
+  auto scale = sample("scale", dist::Gamma(S(2.0), S(1.0)));
+  auto p = sample("p", dist::Beta(S(2.0), S(3.0)));
+  auto w = sample("w", dist::Dirichlet(T({1.0, 2.0, 3.0})));
+  auto u = sample("u", dist::Uniform(S(-1.0), S(3.0)));
+  auto data = plate("data", 4);
+  sample("y", dist::LogNormal(loc + u, scale), T({0.5, 1.7, 2.9, 0.8}));
+  sample("k", dist::Categorical(w), torch::tensor({0, 2, 2, 1}, torch::kLong));
+  sample("b", dist::Bernoulli(p), T({1.0, 0.0, 1.0, 1.0}));
+}
+
+void eight_schools() {
+  auto mu = sample("mu", dist::Normal(S(0.0), S(5.0)));
+  auto tau = sample("tau", dist::HalfCauchy(S(5.0)));
+  auto schools = plate("schools", 8);
+  auto theta = sample("theta", dist::Normal(mu, tau));
+  sample("y", dist::Normal(theta, T({15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0})),
+         T({28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0}));
+}
+
+Model fixture_model(const std::string& name) {
+  if (name == "normal_normal") return normal_normal;
+  if (name == "constrained") return constrained;
+  if (name == "eight_schools") return eight_schools;
+  throw std::runtime_error("unknown fixture model " + name);
+}
+
+// Posterior mean and variance of a site's scalar draws match (mean, var) within `k` Monte-Carlo
+// standard errors: sd/sqrt(ess) for the mean, var*sqrt(2/ess) for the variance (normal-theory).
+void check_moments(const MCMC& mcmc, const std::string& site, double mean, double var, double k = 4.0) {
+  const torch::Tensor draws = mcmc.get_samples(/*group_by_chain=*/true).at(site);
+  const double ess = ess_bulk(draws);
+  const torch::Tensor flat = draws.flatten();
+  const double m = flat.mean().item<double>(), v = flat.var().item<double>();
+  INFO(site, ": mean ", m, " vs ", mean, ", var ", v, " vs ", var, ", bulk ESS ", ess);
+  CHECK(ess > 100);
+  CHECK(std::abs(m - mean) < k * std::sqrt(var / ess));
+  CHECK(std::abs(v - var) < k * var * std::sqrt(2.0 / ess));
+}
+
+}  // namespace
+
+TEST_CASE("MCMC potential energy and gradient match Pyro's initialize_model potential_fn") {
+  const auto& cases = pyro_cases("mcmc").at("potential");
+  for (const auto& [name, points] : cases.items()) {
+    const Potential potential(fixture_model(name));
+    for (const auto& point : points) {
+      ValueMap z_sites;
+      for (const auto& [site, v] : point.at("z").items()) z_sites[site] = fixture_tensor(v);
+      std::vector<torch::Tensor> parts;
+      for (const auto& s : potential.sites()) parts.push_back(z_sites.at(s.name).reshape({-1}));
+      CHECK(static_cast<size_t>(potential.sites().size()) == z_sites.size());
+      const torch::Tensor z = torch::cat(parts);
+      auto [u, grad] = potential.energy_and_grad(z);
+      INFO(name, " at ", point.at("z").dump());
+      CHECK(u == doctest::Approx(fixture_tensor(point.at("potential")).item<double>()).epsilon(1e-6));
+      const ValueMap g = potential.unflatten(grad);
+      const ValueMap c = potential.constrain(z);
+      for (const auto& s : potential.sites()) {
+        INFO("site ", s.name);
+        CHECK(torch::allclose(g.at(s.name), fixture_tensor(point.at("grad").at(s.name)), 1e-6, 1e-6));
+        CHECK(torch::allclose(c.at(s.name), fixture_tensor(point.at("constrained").at(s.name)), 1e-6, 1e-9));
+      }
+      CHECK(torch::allclose(potential.unconstrain(c), z, 1e-6, 1e-9));
+    }
+  }
+}
+
+TEST_CASE("Split R-hat and ESS match Stan's definitions on fixed draws") {
+  // References: split R-hat from pyro.ops.stats.split_gelman_rubin; ESS (Geyer's initial
+  // monotone sequence on multi-chain autocorrelations) and bulk ESS (split chains, rank
+  // normalised) written out in plain Python in scripts/pyro_fixtures/mcmc.py.
+  for (const auto& c : pyro_cases("mcmc").at("diagnostics")) {
+    const torch::Tensor draws = fixture_tensor(c.at("draws"));
+    INFO("draws of shape ", draws.sizes());
+    CHECK(split_rhat(draws) == doctest::Approx(fixture_tensor(c.at("split_rhat")).item<double>()).epsilon(1e-9));
+    CHECK(ess(draws) == doctest::Approx(c.at("ess").get<double>()).epsilon(1e-9));
+    CHECK(ess_bulk(draws) == doctest::Approx(c.at("ess_bulk").get<double>()).epsilon(1e-9));
+    CHECK(ess_tail(draws) == doctest::Approx(c.at("ess_tail").get<double>()).epsilon(1e-9));
+  }
+  // Hand check: two constant-offset chains of iid-like alternation have R-hat far above 1.
+  CHECK(split_rhat(torch::stack({T({0, 1, 0, 1, 0, 1, 0, 1}), T({5, 6, 5, 6, 5, 6, 5, 6})})) > 3.0);
+}
+
+TEST_CASE("NUTS recovers the Normal-Normal posterior within Monte-Carlo error") {
+  // mu ~ N(0, 10^2), y_i ~ N(mu, 1): posterior precision 1/100 + 5.
+  const double precision = 1.0 / 100 + 5, sum_y = 0.3 + 1.9 + 1.1 - 0.4 + 2.2;
+  MCMC mcmc(NUTS(NUTSOptions().target_accept(0.8).max_tree_depth(8)),
+            MCMCOptions().num_samples(500).warmup_steps(500).num_chains(2).seed(1).progress(false));
+  mcmc.run(normal_normal);
+  check_moments(mcmc, "mu", sum_y / precision, 1 / precision);
+  for (auto d : mcmc.divergences()) CHECK(d == 0);
+  const auto summary = mcmc.summary();
+  CHECK(summary["sites"]["mu"]["r_hat"][0].get<double>() < 1.05);
+  CHECK(mcmc.summary_table().find("mu") != std::string::npos);
+}
+
+TEST_CASE("Predictive accepts MCMC draws: the Normal-Normal posterior predictive") {
+  // y_new | data ~ N(posterior mean, 1 + posterior variance).
+  const double precision = 1.0 / 100 + 5, sum_y = 0.3 + 1.9 + 1.1 - 0.4 + 2.2;
+  auto model = [](const torch::Tensor& y) {
+    auto mu = sample("mu", dist::Normal(S(0.0), S(10.0)));
+    auto p = plate("data", 5);
+    sample("y", dist::Normal(mu, S(1.0)), y);
+  };
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(500).warmup_steps(300).num_chains(2).seed(2).progress(false));
+  mcmc.run([&] { model(T({0.3, 1.9, 1.1, -0.4, 2.2})); });
+  auto seeded = ember::seed(0);  // the predictive noise
+  const ValueMap draws = mcmc.get_samples();
+  infer::Predictive predictive(model, draws, infer::PredictiveOptions().return_sites({"y"}));
+  const torch::Tensor y = predictive(torch::Tensor()).at("y");
+  REQUIRE(y.sizes() == torch::IntArrayRef({1000, 5}));
+  // Each y_new is mu + unit noise: compare with the draws of mu (exact up to the noise's MC error).
+  const torch::Tensor noise = y - draws.at("mu").unsqueeze(1);
+  CHECK(std::abs(noise.mean().item<double>()) < 4 / std::sqrt(5000.0));
+  CHECK(noise.var().item<double>() == doctest::Approx(1.0).epsilon(4 * std::sqrt(2.0 / 5000)));
+  CHECK(y.mean().item<double>() == doctest::Approx(sum_y / precision).epsilon(0.1));
+}
+
+TEST_CASE("NUTS recovers constrained conjugate posteriors (Gamma-Poisson, Beta-Binomial)") {
+  // rate ~ Gamma(2, 1), y_i ~ Poisson(rate): Gamma(2 + sum y, 1 + n).
+  // p ~ Beta(2, 2), k ~ Binomial(10, p): Beta(2 + k, 2 + 10 - k).
+  const torch::Tensor y = T({3, 1, 4, 2, 2, 5});
+  const double a = 2 + 17, b = 1 + 6, k = 7, alpha = 2 + k, beta = 2 + 10 - k;
+  auto model = [&] {
+    auto rate = sample("rate", dist::Gamma(S(2.0), S(1.0)));
+    {
+      auto data = plate("data", 6);
+      sample("y", dist::Poisson(rate), y);
+    }
+    auto p = sample("p", dist::Beta(S(2.0), S(2.0)));
+    sample("k", dist::Binomial(S(10.0), p), S(k));
+  };
+  MCMC mcmc(NUTS(NUTSOptions().adapt_mass_matrix(true)),
+            MCMCOptions().num_samples(500).warmup_steps(500).num_chains(2).seed(7).progress(false));
+  mcmc.run(model);
+  check_moments(mcmc, "rate", a / b, a / (b * b));
+  const double pm = alpha / (alpha + beta);
+  check_moments(mcmc, "p", pm, pm * (1 - pm) / (alpha + beta + 1));
+  CHECK((mcmc.get_samples().at("rate") > 0).all().item<bool>());
+}
+
+TEST_CASE("HMC and dense-mass NUTS recover a correlated Gaussian posterior") {
+  // x ~ N(0, 1), z ~ N(x, 0.3): the posterior is the prior, strongly correlated (corr ~0.96).
+  auto model = [] {
+    auto x = sample("x", dist::Normal(S(0.0), S(1.0)));
+    sample("z", dist::Normal(x, S(0.3)));
+  };
+  const double var_z = 1 + 0.09;
+  SUBCASE("HMC") {
+    MCMC mcmc(HMC(HMCOptions().trajectory_length(2.0)),
+              MCMCOptions().num_samples(500).warmup_steps(300).num_chains(2).seed(3).progress(false));
+    mcmc.run(model);
+    check_moments(mcmc, "x", 0, 1);
+    check_moments(mcmc, "z", 0, var_z);
+  }
+  SUBCASE("NUTS, dense mass matrix") {
+    MCMC mcmc(NUTS(NUTSOptions().dense_mass(true)),
+              MCMCOptions().num_samples(500).warmup_steps(300).num_chains(2).seed(3).progress(false));
+    mcmc.run(model);
+    check_moments(mcmc, "x", 0, 1);
+    check_moments(mcmc, "z", 0, var_z);
+  }
+}
+
+TEST_CASE("MCMC with the same seed gives bit-identical draws, another seed different ones") {
+  auto run = [](uint64_t seed) {
+    MCMC mcmc(NUTS(NUTSOptions().max_tree_depth(4)),
+              MCMCOptions().num_samples(50).warmup_steps(50).num_chains(2).seed(seed).progress(false));
+    mcmc.run(eight_schools);
+    return mcmc.get_samples(true);
+  };
+  const ValueMap a = run(11), b = run(11), c = run(12);
+  for (const char* site : {"mu", "tau", "theta"}) {
+    CHECK(torch::equal(a.at(site), b.at(site)));
+    CHECK(!torch::equal(a.at(site), c.at(site)));
+  }
+  CHECK(a.at("theta").sizes() == torch::IntArrayRef({2, 50, 8}));
+}
+
+TEST_CASE("MCMC chains on threads give the same draws as chains run one after another") {
+  auto run = [](int64_t threads) {
+    MCMC mcmc(NUTS(NUTSOptions().max_tree_depth(4)),
+              MCMCOptions().num_samples(25).warmup_steps(25).num_chains(3).num_threads(threads).seed(5).progress(false));
+    mcmc.run(constrained);
+    return mcmc.get_samples(true);
+  };
+  const ValueMap sequential = run(1), threaded = run(2);
+  for (const char* site : {"loc", "scale", "p", "w", "u"}) CHECK(torch::equal(sequential.at(site), threaded.at(site)));
+  CHECK(threaded.at("w").sizes() == torch::IntArrayRef({3, 25, 3}));
+}
+
+TEST_CASE("MCMC bad input: discrete latents and zero samples are clear errors") {
+  auto discrete = [] {
+    auto z = sample("assignment", dist::Bernoulli(S(0.3)));
+    sample("x", dist::Normal(z, S(1.0)), S(0.5));
+  };
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(10).warmup_steps(10).progress(false));
+  CHECK_THROWS_WITH_AS(mcmc.run(discrete), doctest::Contains("'assignment' is discrete"), ValueError);
+  CHECK_THROWS_WITH_AS(MCMC(NUTS(), MCMCOptions().num_samples(0)), doctest::Contains("num_samples must be at least 1"),
+                       ValueError);
+  CHECK_THROWS_AS(NUTS(NUTSOptions().target_accept(1.5)), ValueError);
+  CHECK_THROWS_AS(MCMC(NUTS(), MCMCOptions().num_threads(0)), ValueError);
+  CHECK_THROWS_AS(mcmc.get_samples(), RuntimeError);
+}
