@@ -5,7 +5,7 @@
 #include <map>
 #include <set>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/replay.h"
 
 namespace ember::infer {

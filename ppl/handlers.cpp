@@ -5,10 +5,10 @@
 
 #include <algorithm>
 
+#include "core/error.h"
 #include "ppl/block.h"
 #include "ppl/condition.h"
 #include "ppl/do.h"
-#include "ppl/error.h"
 #include "ppl/infer_config.h"
 #include "ppl/lift.h"
 #include "ppl/param_store.h"

@@ -3,7 +3,7 @@
 
 #include <iomanip>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember {
 

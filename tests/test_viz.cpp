@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "viz/image_grid.h"
 #include "viz/plot.h"
 #include "viz/progress.h"
