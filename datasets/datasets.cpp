@@ -1,6 +1,6 @@
 #include "datasets/datasets.h"
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/tensor_archive.h"
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,6 @@
 #include "datasets/digits_io.h"
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 #include <zlib.h>
 

@@ -7,7 +7,7 @@
 
 #include <torch/types.h>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 #include <memory>
 #include <string>

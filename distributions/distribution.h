@@ -16,9 +16,9 @@
 #include <optional>
 #include <string>
 
+#include "core/error.h"
 #include "distributions/constraints.h"
 #include "distributions/shape.h"
-#include "ppl/error.h"
 
 namespace ember::dist {
 

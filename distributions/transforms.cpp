@@ -7,9 +7,9 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/error.h"
 #include "distributions/shape.h"
 #include "distributions/util.h"
-#include "ppl/error.h"
 
 namespace ember::transforms {
 namespace {

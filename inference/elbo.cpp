@@ -6,10 +6,10 @@
 #include <map>
 #include <set>
 
+#include "core/error.h"
 #include "distributions/independent.h"
 #include "distributions/normal.h"
 #include "ppl/block.h"
-#include "ppl/error.h"
 #include "ppl/plate.h"
 #include "ppl/replay.h"
 

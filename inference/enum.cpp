@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/replay.h"
 
 namespace ember::infer {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/param_store.h"
 
 namespace ember::infer {

@@ -5,9 +5,9 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "ppl/block.h"
 #include "ppl/condition.h"
-#include "ppl/error.h"
 #include "ppl/plate.h"
 #include "ppl/replay.h"
 #include "ppl/trace.h"

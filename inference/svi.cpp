@@ -4,7 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/param_store.h"
 #include "ppl/trace.h"
 

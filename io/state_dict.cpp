@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <variant>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember::io {
 namespace {

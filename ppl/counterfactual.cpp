@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "distributions/distributions.h"
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/plate.h"
 
 namespace ember {

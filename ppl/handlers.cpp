@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <exception>
 
+#include "core/error.h"
 #include "ppl/block.h"
 #include "ppl/condition.h"
 #include "ppl/counterfactual.h"
 #include "ppl/do.h"
-#include "ppl/error.h"
 #include "ppl/infer_config.h"
 #include "ppl/lift.h"
 #include "ppl/param_store.h"

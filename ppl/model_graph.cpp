@@ -11,7 +11,7 @@
 #include "distributions/delta.h"
 #include "distributions/independent.h"
 #include "distributions/masked.h"
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/messenger.h"
 #include "ppl/seed.h"
 

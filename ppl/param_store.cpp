@@ -10,7 +10,7 @@
 #include <fstream>
 #include <regex>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember {
 

@@ -2,9 +2,9 @@
 // broadcasting of sample sites over them, and the allocation of batch dims.
 #include "ppl/plate.h"
 
+#include "core/error.h"
 #include "distributions/constraints.h"
 #include "distributions/mixin.h"
-#include "ppl/error.h"
 #include "ppl/messenger.h"
 
 namespace ember {

@@ -10,12 +10,12 @@
 ///     };
 ///     Trace t = trace(model).get_trace(data);
 
+#include "core/error.h"
 #include "distributions/distributions.h"
 #include "ppl/block.h"
 #include "ppl/condition.h"
 #include "ppl/counterfactual.h"
 #include "ppl/do.h"
-#include "ppl/error.h"
 #include "ppl/infer_config.h"
 #include "ppl/lift.h"
 #include "ppl/message.h"

@@ -1,10 +1,10 @@
 // The handler stack, apply_stack and the primitives.
 #include <torch/nn/module.h>
 
+#include "core/error.h"
 #include "distributions/delta.h"
 #include "distributions/unit.h"
 #include "ppl/counterfactual.h"
-#include "ppl/error.h"
 #include "ppl/messenger.h"
 #include "ppl/param_store.h"
 #include "ppl/primitives.h"

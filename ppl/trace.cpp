@@ -5,7 +5,7 @@
 
 #include <iomanip>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember {
 

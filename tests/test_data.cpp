@@ -2,8 +2,8 @@
 // split and the balanced batches.
 #include <doctest/doctest.h>
 
+#include "core/error.h"
 #include "datasets/datasets.h"
-#include "ppl/error.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>

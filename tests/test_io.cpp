@@ -8,8 +8,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/error.h"
 #include "io/state_dict.h"
-#include "ppl/error.h"
 
 using namespace ember;
 using ember::io::load_state_dict_into;

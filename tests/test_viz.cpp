@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/ppl.h"
 #include "viz/image_grid.h"
 #include "viz/model_graph.h"

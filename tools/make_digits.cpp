@@ -10,8 +10,8 @@
 // processed in sorted order, gzip has no timestamp), so the same package versions give the
 // same bytes. Driven by tools/make_data.sh.
 
+#include "core/error.h"
 #include "datasets/digits_io.h"
-#include "ppl/error.h"
 
 #include <ft2build.h>
 #include FT_FREETYPE_H

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/tensor_archive.h"
 
 // stb is C code compiled here as C++; silence its warnings only.

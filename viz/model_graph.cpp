@@ -14,7 +14,7 @@
 #include <sstream>
 #include <vector>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember::viz {
 

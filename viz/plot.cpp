@@ -12,7 +12,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/tensor_archive.h"
 
 namespace ember::viz {

@@ -10,7 +10,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember::viz {
 

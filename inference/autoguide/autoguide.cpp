@@ -7,7 +7,7 @@
 #include "distributions/normal.h"
 #include "distributions/transformed_distribution.h"
 #include "ppl/block.h"
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/plate.h"
 #include "ppl/primitives.h"
 

@@ -8,7 +8,7 @@
 #include "distributions/multivariate_normal.h"
 #include "distributions/normal.h"
 #include "inference/autoguide/autoguide.h"
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/param_store.h"
 #include "ppl/replay.h"
 #include "ppl/primitives.h"

@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "inference/mcmc/mcmc.h"
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember::infer::mcmc {
 

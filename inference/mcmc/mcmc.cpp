@@ -17,7 +17,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "ppl/error.h"
+#include "core/error.h"
 
 namespace ember::infer::mcmc {
 

@@ -5,7 +5,7 @@
 
 #include "inference/mcmc/mcmc.h"
 #include "ppl/condition.h"
-#include "ppl/error.h"
+#include "core/error.h"
 #include "ppl/seed.h"
 #include "ppl/trace.h"
 

@@ -2,8 +2,8 @@
 // picks a parser, the rest is its input. Parsers may throw ember::Error (IOError,
 // ValueError) on bad input; any other exception, crash, leak or sanitizer report is a bug.
 // Build and run: tests/fuzz/run.sh [seconds]
+#include "core/error.h"
 #include "datasets/digits_io.h"
-#include "ppl/error.h"
 
 #include <cstddef>
 #include <cstdint>

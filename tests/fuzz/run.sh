@@ -9,7 +9,7 @@ secs=${1:-120}; shift || true
 out=${FUZZ_DIR:-$root/build-fuzz}
 mkdir -p "$out/corpus"
 cxx=${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++)}
-# ppl/error.h includes a c10 header: Debian's is under /usr/include; else set TORCH_INCLUDE.
+# core/error.h includes a c10 header: Debian's is under /usr/include; else set TORCH_INCLUDE.
 "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root" ${TORCH_INCLUDE:+-I"$TORCH_INCLUDE"} \
   "$root/tests/fuzz/fuzz_digits.cpp" "$root/datasets/digits_io.cpp" -lz -o "$out/fuzz_digits"
