@@ -1,7 +1,6 @@
 #pragma once
 /// \file `condition` and `uncondition`: observe sites by name, or turn observations back into draws.
 
-#include <set>
 #include <string>
 #include <vector>
 
@@ -29,8 +28,7 @@ class [[nodiscard]] ConditionMessenger : public Messenger {
  private:
   ValueMap data_;
   bool check_sites_ = false;
-  std::set<std::string> used_;
-  std::vector<std::string> seen_;
+  SiteUsage usage_;
 };
 
 /// Scope form; observing a site the program never samples is an error at the end of the scope.

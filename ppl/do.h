@@ -7,7 +7,6 @@
 /// the `do_` do not see. Downstream sites therefore depend on the intervention, and the
 /// intervened site no longer depends on its parents.
 
-#include <set>
 #include <string>
 #include <vector>
 
@@ -32,8 +31,7 @@ class [[nodiscard]] DoMessenger : public Messenger {
 
  private:
   ValueMap data_;
-  std::set<std::string> used_;
-  std::vector<std::string> seen_;
+  SiteUsage usage_;
 };
 
 /// Scope form (`do` is a C++ keyword, hence `do_`).

@@ -22,25 +22,29 @@
 
 namespace ember {
 
-namespace {
+// ---------------------------------------------------------------- site usage
 
-// Names in `data` that no run used: a typo, not a no-op (Pyro ignores it). The error lists
-// the sample sites the program did reach.
-void throw_if_unsampled(const char* handler, const char* consequence, const ValueMap& data, const std::set<std::string>& used,
-                        const std::vector<std::string>& seen) {
+bool SiteUsage::record(const std::string& site, const ValueMap& data) {
+  ran_ = true;
+  const bool named = data.count(site) > 0;
+  if (used_.size() == data.size()) return named;  // every name found: nothing left to report
+  if (named) used_.insert(site);
+  if (seen_index_.insert(site).second) seen_.push_back(site);
+  return named;
+}
+
+void SiteUsage::check(const char* handler, const char* consequence, const ValueMap& data) const {
   std::vector<std::string> missing;
   for (const auto& [name, value] : data)
-    if (!used.count(name)) missing.push_back(name);
+    if (!used_.count(name)) missing.push_back(name);
   if (missing.empty()) return;
   std::sort(missing.begin(), missing.end());
   std::string names, sites;
   for (const auto& m : missing) names += cat(names.empty() ? "" : ", ", "'", m, "'");
-  for (const auto& s : seen) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
+  for (const auto& s : seen_) sites += cat(sites.empty() ? "" : ", ", "'", s, "'");
   throw ValueError(cat(handler, ": the program never samples ", names, ", so ", consequence, "; its sample sites are ",
                        sites.empty() ? std::string("none") : sites));
 }
-
-}  // namespace
 
 // ---------------------------------------------------------------- condition
 
@@ -53,11 +57,11 @@ ConditionMessenger::~ConditionMessenger() noexcept(false) {
   if (active()) exit();
   // Observing a name the program never samples is a typo, not a no-op (Pyro ignores it); not
   // raised while another error unwinds the stack.
-  if (check_sites_ && std::uncaught_exceptions() == 0 && !seen_.empty()) check_all_used();
+  if (check_sites_ && std::uncaught_exceptions() == 0 && usage_.ran()) check_all_used();
 }
 
 void ConditionMessenger::check_all_used() const {
-  throw_if_unsampled("condition", "the observation would be ignored", data_, used_, seen_);
+  usage_.check("condition", "the observation would be ignored", data_);
 }
 
 ConditionMessenger::ConditionMessenger(const Trace& trace) {
@@ -70,11 +74,9 @@ ConditionMessenger::ConditionMessenger(const Trace& trace) {
 
 void ConditionMessenger::process(Message& msg) {
   if (msg.type != SiteType::sample || msg.world_settled) return;
-  if (check_sites_ && !is_subsample_site(msg) && std::find(seen_.begin(), seen_.end(), msg.name) == seen_.end())
-    seen_.push_back(msg.name);
+  if (check_sites_) usage_.record(msg.name, data_);
   auto it = data_.find(msg.name);
   if (it == data_.end()) return;
-  if (check_sites_) used_.insert(msg.name);
   // An undefined value (Pyro's None) un-observes the site: it is sampled even if the
   // program observed it.
   msg.value = it->second;
@@ -100,19 +102,17 @@ DoMessenger::~DoMessenger() noexcept(false) {
   if (active()) exit();
   // A scope whose program never sampled an intervened site is a typo, not a no-op (Pyro
   // silently ignores it); not raised while another error unwinds the stack.
-  if (std::uncaught_exceptions() == 0 && !seen_.empty()) check_all_used();
+  if (std::uncaught_exceptions() == 0 && usage_.ran()) check_all_used();
 }
 
 void DoMessenger::check_all_used() const {
-  throw_if_unsampled("do_", "the intervention on it would do nothing", data_, used_, seen_);
+  usage_.check("do_", "the intervention on it would do nothing", data_);
 }
 
 void DoMessenger::process(Message& msg) {
   if (msg.type != SiteType::sample || msg.intervener == this || is_subsample_site(msg)) return;
-  if (std::find(seen_.begin(), seen_.end(), msg.name) == seen_.end()) seen_.push_back(msg.name);
+  if (!usage_.record(msg.name, data_)) return;
   auto it = data_.find(msg.name);
-  if (it == data_.end()) return;
-  used_.insert(msg.name);
   if (!it->second.defined()) return;  // an undefined value leaves the site alone
   if (msg.intervener != nullptr)
     throw RuntimeError(cat("sample site '", msg.name, "' is intervened on by two do_ handlers; this is almost certainly a mistake"));

@@ -76,7 +76,7 @@ TEST_CASE("twin world: the world dim, frames and log-density of each site") {
   CHECK(tt.format_shapes().find("world") != std::string::npos);
 }
 
-TEST_CASE("twin world: a root cause with no observed descendants has the same law in both worlds") {
+TEST_CASE("twin world: a root cause upstream of the intervention is shared by both worlds, and so is the noise") {
   // U -> Y, intervene on nothing upstream of U: the counterfactual equals the factual.
   auto model = [] {
     auto u = sample("U", Normal(t(0.), t(1.)));
