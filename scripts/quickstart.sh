@@ -6,6 +6,15 @@
 #                                `main --book`: the book's objective exactly)
 #   scripts/quickstart.sh test   install what is missing, build, run the whole test suite
 #   scripts/quickstart.sh build  install what is missing and build only
+#   scripts/quickstart.sh test-libtorch2
+#                                the whole test suite against official LibTorch 2.x instead of
+#                                Debian's 1.13: pip-installs the pinned PyPI `torch` wheel (it carries
+#                                the C++ distribution; ~2.7 GB download with its CUDA libraries) into a
+#                                virtual environment in build-libtorch2/, builds there, runs CTest.
+#                                The wheel is CUDA-enabled: configuring needs the CUDA toolkit
+#                                (nvcc) of its CUDA major; the GPU tests run where a GPU is, and are
+#                                reported as skipped elsewhere. EMBER_TORCH_PIP overrides the pin
+#                                (e.g. "torch==2.11.0 --index-url https://download.pytorch.org/whl/cpu").
 #
 # Idempotent: packages already installed are not fetched again, and the build is
 # incremental (ccache + precompiled headers).
@@ -14,9 +23,10 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-}
 objective=default
-case "$mode" in main|test|build) ;; *) echo "usage: $0 main [--book] | test | build" >&2; exit 2 ;; esac
+usage="usage: $0 main [--book] | test | build | test-libtorch2"
+case "$mode" in main|test|build|test-libtorch2) ;; *) echo "$usage" >&2; exit 2 ;; esac
 if [ "${2:-}" = "--book" ] && [ "$mode" = main ]; then objective=book
-elif [ -n "${2:-}" ]; then echo "usage: $0 main [--book] | test | build" >&2; exit 2
+elif [ -n "${2:-}" ]; then echo "$usage" >&2; exit 2
 fi
 
 # Runtime and build dependencies, all from Debian's archive.
@@ -31,6 +41,12 @@ packages=(
   libpng-dev libstb-dev libplplot-dev plplot-driver-cairo libzip-dev libfreetype-dev
   libgraphviz-dev libgvc6 fonts-dejavu-core
 )
+if [ "$mode" = test-libtorch2 ]; then
+  # LibTorch comes from PyPI instead (Debian's may stay installed: CMakeLists.txt keeps them apart).
+  kept=()
+  for p in "${packages[@]}"; do [ "$p" = libtorch-dev ] || kept+=("$p"); done
+  packages=("${kept[@]}" python3-venv)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,6 +56,31 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$mode" = test-libtorch2 ]; then
+  # The pinned LibTorch 2.x: PyPI's torch 2.11.0 (CUDA 13.0, C++11 ABI like Debian's libraries).
+  top=${EMBER_LIBTORCH2_DIR:-build-libtorch2}
+  pin=${EMBER_TORCH_PIP:-torch==2.11.0}
+  venv=$top/venv-torch
+  if [ ! -f "$venv/pinned" ] || [ "$(cat "$venv/pinned")" != "$pin" ]; then
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    # shellcheck disable=SC2086  # the pin may carry pip options
+    "$venv/bin/pip" install --no-cache-dir $pin
+    echo "$pin" > "$venv/pinned"
+  fi
+  torch_dir=$("$venv/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null)/Torch
+  "$venv/bin/python" -c 'import torch; print("LibTorch", torch.__version__, "CUDA", torch.version.cuda,
+    "C++11 ABI", torch._C._GLIBCXX_USE_CXX11_ABI)' 2>/dev/null
+  build_dir=$top/build
+  if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+    cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DTorch_DIR="$torch_dir"
+  fi
+  cmake --build "$build_dir" -j "$(nproc)"
+  cd "$build_dir"
+  ctest --output-on-failure -j "$(nproc)"
+  exit 0
 fi
 
 build_dir=${EMBER_BUILD_DIR:-build}
