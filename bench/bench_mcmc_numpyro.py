@@ -1,6 +1,6 @@
 """NumPyro's NUTS on the NUTS benchmarks: eight schools (non-centred), the model and settings of
 bench/bench_mcmc.cpp and bench/bench_mcmc_pyro.py, and a logistic regression with 100 features
-and 1,000 rows (data defined below, reproducible in any language).
+and 1,000 rows (bench/logistic_data.py, reproducible in any language).
 
     build/venv-numpyro/bin/python bench/bench_mcmc_numpyro.py [schools|logistic] [warmup] [samples] [seed]
 
@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpyro_common
+from logistic_data import logistic_data
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,35 +41,7 @@ def eight_schools():
         numpyro.sample("y", dist.Normal(mu + tau * theta_tilde, SIGMA), obs=Y)
 
 
-def splitmix64_uniforms(n, state=20261127):
-    """n uniforms in [0, 1) from SplitMix64 (Steele, Lea and Flood 2014): the top 53 bits of each
-    output over 2^53. Integer arithmetic only, so any language reproduces them bit for bit."""
-    mask = (1 << 64) - 1
-    out = np.empty(n)
-    for i in range(n):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        z ^= z >> 31
-        out[i] = (z >> 11) * 2.0 ** -53
-    return out
-
-
-def logistic_data(rows=1000, features=100):
-    """X[n, d] = sqrt(3) (2 u - 1) (unit variance), row-major from one SplitMix64 stream seeded
-    20261127; then the true coefficients beta_d = 0.6 (u - 1/2) (so X beta has variance about 3);
-    then y_n = 1 if u < sigmoid(X_n beta) else 0, all from the same stream in that order."""
-    u = splitmix64_uniforms(rows * features + features + rows)
-    x = np.sqrt(3.0) * (2.0 * u[: rows * features] - 1.0)
-    x = x.reshape(rows, features)
-    beta = 0.6 * (u[rows * features: rows * features + features] - 0.5)
-    p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-    y = (u[rows * features + features:] < p).astype(np.float64)
-    return jnp.asarray(x), jnp.asarray(y)
-
-
-X, YL = logistic_data()
+X, YL = (jnp.asarray(a) for a in logistic_data())
 
 
 def logistic():
