@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
     auto data = plate("data", x.size(0));
     sample("y", dist::Bernoulli(dist::Logits{torch::matmul(x, beta)}), y_logistic);
   };
+  if (which == "logistic")  // bench/logistic_data.py's check values: -0.14882607 1.54162344 -1.58150352, 524
+    std::printf("data: X[0, :3] = %.8f %.8f %.8f, sum(y) = %.0f\n", x[0][0].item<double>(), x[0][1].item<double>(),
+                x[0][2].item<double>(), y_logistic.sum().item<double>());
   MCMC mcmc(NUTS(), MCMCOptions().num_samples(samples).warmup_steps(warmup).num_chains(1).seed(seed));
   // CPU time of the process (one thread), so that other processes on a shared machine matter little.
   const std::clock_t cpu_start = std::clock();
