@@ -17,6 +17,9 @@ os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+# Synchronous execution: each compiled call returns when it is done, so the times below separate
+# compiling from running.
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 
 def _stan_ess_functions():
