@@ -4,6 +4,7 @@
 #include "inference/elbo.h"
 #include "inference/enum.h"
 #include "inference/mcmc/mcmc.h"
+#include "inference/lr_scheduler.h"
 #include "inference/optim.h"
 #include "inference/predictive.h"
 #include "inference/svi.h"

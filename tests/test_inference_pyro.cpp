@@ -659,3 +659,93 @@ TEST_CASE("Pyro parity: TraceEnum_ELBO with a sequentially enumerated site in a 
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
   check_enum(elbo, seqlocal_model, seqlocal_guide, {{"m", {S(0.6)}}}, "sequential_guide_local");
 }
+
+// ------------------------------------------------------------- schedulers and clipping (tracegraph.py)
+
+namespace {
+
+// As optimiser_run in tracegraph.py: per epoch, fixed gradients for "p" (and "q" from
+// `late_param_epoch`), one optimiser step, one scheduler step; then each param's learning rate
+// and value are compared with Pyro's.
+void check_optimiser_run(const OptimizerPtr& optim, LRScheduler* scheduler, const std::string& case_name,
+                         int64_t epochs, const std::vector<double>& metrics = {}, int64_t late_param_epoch = -1) {
+  const auto& ref = pyro_cases("tracegraph").at(case_name);
+  INFO(case_name);
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto grad_p = T({0.5, -1.5}), grad_q = S(2.0);
+  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    std::vector<std::string> names{"p"};
+    param("p", T({1.0, -2.0}));
+    store.unconstrained("p").mutable_grad() = grad_p * (1.0 + 0.1 * static_cast<double>(epoch));
+    if (late_param_epoch >= 0 && epoch >= late_param_epoch) {
+      param("q", S(0.5));
+      store.unconstrained("q").mutable_grad() = grad_q.clone();
+      names.push_back("q");
+    }
+    optim->step(names, store);
+    if (scheduler) {
+      if (metrics.empty()) scheduler->step();
+      else scheduler->step(metrics[static_cast<size_t>(epoch)]);
+    }
+    for (const std::string n : {"p", "q"}) {
+      const double want = ref.at("lr_" + n)[static_cast<size_t>(epoch)].get<double>();
+      if (!store.contains(n)) {
+        CHECK(want == -1.0);
+        continue;
+      }
+      INFO("epoch " << epoch << " param " << n);
+      CHECK(optim->learning_rate(n) == doctest::Approx(want).epsilon(1e-12));
+      check_close(store.get(n), ref.at(n)[static_cast<size_t>(epoch - (n == "q" ? late_param_epoch : 0))],
+                  case_name + " " + n);
+    }
+  }
+}
+
+const std::vector<double> kPlateauMetrics{1.0, 0.9, 0.95, 0.96, 0.97, 0.8, 0.85, 0.9, 0.91, 0.92};
+
+}  // namespace
+
+TEST_CASE("Pyro parity: StepLR and ExponentialLR schedule each param from its first step") {
+  {
+    auto sgd = std::make_shared<SGD>(SGDOptions().lr(0.1));
+    StepLR scheduler(sgd, StepLROptions(2).gamma(0.5));
+    check_optimiser_run(scheduler.optimizer(), &scheduler, "step_lr", 6, {}, 3);
+    CHECK(scheduler.epoch("p") == 6);
+    CHECK(scheduler.epoch("q") == 3);
+  }
+  auto adam = std::make_shared<Adam>(AdamOptions().lr(0.05));
+  ExponentialLR scheduler(adam, ExponentialLROptions(0.7));
+  check_optimiser_run(scheduler.optimizer(), &scheduler, "exponential_lr", 5, {}, 2);
+  CHECK_THROWS_WITH_AS(scheduler.step(1.0), doctest::Contains("driven by epochs"), ValueError);
+}
+
+TEST_CASE("Pyro parity: ReduceLROnPlateau with patience, cooldown, min_lr, max mode and absolute threshold") {
+  {
+    auto sgd = std::make_shared<SGD>(SGDOptions().lr(0.2));
+    ReduceLROnPlateau scheduler(sgd, ReduceLROnPlateauOptions().factor(0.5).patience(1).cooldown(1).min_lr(0.03));
+    check_optimiser_run(sgd, &scheduler, "reduce_lr_on_plateau", 10, kPlateauMetrics);
+    CHECK_THROWS_WITH_AS(scheduler.step(), doctest::Contains("needs the epoch's metric"), ValueError);
+  }
+  std::vector<double> negated;
+  for (double m : kPlateauMetrics) negated.push_back(-m);
+  auto sgd = std::make_shared<SGD>(SGDOptions().lr(0.2));
+  ReduceLROnPlateau scheduler(sgd, ReduceLROnPlateauOptions()
+                                       .mode(PlateauMode::max)
+                                       .threshold_mode(ThresholdMode::abs)
+                                       .threshold(0.02)
+                                       .factor(0.3)
+                                       .patience(0));
+  check_optimiser_run(sgd, &scheduler, "plateau_max_abs", 10, negated);
+}
+
+TEST_CASE("Pyro parity: clip_norm and clip_value of every optimiser clip each param's gradient") {
+  check_optimiser_run(std::make_shared<Adam>(AdamOptions().lr(0.1), ClipOptions().clip_norm(0.5)), nullptr,
+                      "adam_clip_norm", 3, {}, 1);
+  check_optimiser_run(std::make_shared<SGD>(SGDOptions().lr(0.1), ClipOptions().clip_value(0.6)), nullptr,
+                      "sgd_clip_value", 3, {}, 1);
+  check_optimiser_run(std::make_shared<SGD>(SGDOptions().lr(0.1), ClipOptions().clip_norm(1.0).clip_value(0.3)), nullptr,
+                      "sgd_clip_both", 2);
+  CHECK_THROWS_WITH_AS(SGD(SGDOptions(), ClipOptions().clip_norm(0.0)), doctest::Contains("clip_norm must be positive"),
+                       ValueError);
+}
