@@ -749,3 +749,146 @@ TEST_CASE("Pyro parity: clip_norm and clip_value of every optimiser clip each pa
   CHECK_THROWS_WITH_AS(SGD(SGDOptions(), ClipOptions().clip_norm(0.0)), doctest::Contains("clip_norm must be positive"),
                        ValueError);
 }
+
+// ------------------------------------------------------------- TraceGraph_ELBO (tracegraph.py)
+
+namespace {
+
+const torch::Tensor& TG_X() {
+  static const auto t = T({0.5, -1.2, 1.4});
+  return t;
+}
+
+auto tg_model = [] {
+  auto a = sample("a", Bernoulli(S(0.4)));
+  auto data = plate("data", 3);
+  auto z = sample("z", Normal(0.8 * a, S(1.0)));
+  auto c = sample("c", dist::Categorical(dist::Logits{torch::stack({z, -z, 0.5 * z}, -1)}));
+  sample("x", Normal(z + c.to(torch::kDouble) - 1.0, S(0.7)), TG_X());
+};
+
+// The guide of tracegraph.py; `baseline_of(site)` gives a site's infer config.
+auto make_tg_guide(std::function<InferConfig(const std::string&)> baseline_of = nullptr) {
+  return [baseline_of] {
+    auto infer = [&](const std::string& n) { return baseline_of ? baseline_of(n) : InferConfig{}; };
+    auto phi = param("phi", S(0.3));
+    auto a = sample("a", Bernoulli(dist::Logits{phi}), SampleOptions().infer(infer("a")));
+    auto loc = param("z_loc", T({0.2, -0.1, 0.4}));
+    auto scale_ = param("z_scale", T({0.9, 1.1, 0.8}), constraints::positive());
+    auto lg = param("c_logits", torch::tensor({0.1, -0.2, 0.3, 0.0, 0.5, -0.4, 0.2, 0.2, -0.1}, torch::kDouble).reshape({3, 3}));
+    auto c_infer = infer("c");
+    auto data = plate("data", 3);
+    auto z = sample("z", Normal(loc + 0.5 * a, scale_));
+    sample("c", dist::Categorical(dist::Logits{lg + z.unsqueeze(-1) * T({0.3, -0.2, 0.1})}), SampleOptions().infer(c_infer));
+  };
+}
+
+std::map<std::string, std::vector<torch::Tensor>> tg_fixed() {
+  return {{"a", {S(1.0), S(0.0)}},
+          {"z", {T({0.3, -0.8, 1.1}), T({-0.2, 0.5, 0.7})}},
+          {"c", {torch::tensor({2, 0, 1}), torch::tensor({1, 1, 0})}}};
+}
+
+// As tracegraph_run: loss(), then `steps` loss_and_grads calls on one param store and one
+// FixDraws (gradients zeroed in between): each call's loss, gradients and param values.
+template <class Guide>
+void check_tracegraph_run(ELBO& elbo, Guide guide, const std::string& case_name) {
+  const auto& ref = pyro_cases("tracegraph").at(case_name);
+  INFO(case_name);
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{tg_fixed(), {}};
+    auto g = fix_draws(guide, draws);
+    CHECK(elbo.loss(tg_model, g) == doctest::Approx(ref.at("loss").get<double>()).epsilon(1e-9));
+  }
+  ParamStore store;
+  ParamStoreScope scope(store);
+  FixedDraws draws{tg_fixed(), {}};
+  auto g = fix_draws(guide, draws);
+  for (size_t i = 0; i < ref.at("steps").size(); ++i) {
+    const auto& step = ref.at("steps")[i];
+    for (const auto& n : store.names())
+      if (store.unconstrained(n).grad().defined()) store.unconstrained(n).mutable_grad().zero_();
+    CHECK(elbo.loss_and_grads(tg_model, g) == doctest::Approx(step.at("loss").get<double>()).epsilon(1e-9));
+    check_grads(store, step.at("grads"), cat(case_name, " step ", i));
+    for (const auto& [name, value] : step.at("params").items()) {
+      REQUIRE_MESSAGE(store.contains(name), "no param '" << name << "'");
+      check_close(store.get(name), value, cat(case_name, " step ", i, " param ", name));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Pyro parity: TraceGraph_ELBO uses downstream costs only (loss, surrogate, gradients)") {
+  TraceGraph_ELBO elbo;
+  check_tracegraph_run(elbo, make_tg_guide(), "tracegraph_plain");
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{tg_fixed(), {}};
+    auto g = fix_draws(make_tg_guide(), draws);
+    auto [loss, surrogate] = elbo.compute_loss_and_surrogate(bind_program(tg_model), bind_program(g));
+    CHECK(surrogate.item<double>() ==
+          doctest::Approx(pyro_cases("tracegraph").at("tracegraph_plain").at("surrogate").get<double>()).epsilon(1e-9));
+  }
+  TraceGraph_ELBO two(ELBOOptions().num_particles(2));
+  check_tracegraph_run(two, make_tg_guide(), "tracegraph_2particles");
+  // Trace_ELBO on the same draws: the score terms differ (the fixture pins both).
+  Trace_ELBO trace_elbo;
+  check_tracegraph_run(trace_elbo, make_tg_guide(), "trace_elbo_same_model");
+  const auto& plain = pyro_cases("tracegraph").at("tracegraph_plain").at("steps")[0].at("grads").at("z_loc");
+  const auto& full = pyro_cases("tracegraph").at("trace_elbo_same_model").at("steps")[0].at("grads").at("z_loc");
+  CHECK_FALSE(torch::allclose(fixture_tensor(plain), fixture_tensor(full), 1e-3, 1e-3));
+}
+
+TEST_CASE("Pyro parity: TraceGraph_ELBO baselines (decaying average, learned value, nn)") {
+  TraceGraph_ELBO elbo;
+  check_tracegraph_run(elbo,
+                       make_tg_guide([](const std::string& n) {
+                         InferConfig c;
+                         if (n == "a") c.baseline = BaselineOptions().use_decaying_avg_baseline(true).baseline_beta(0.8);
+                         if (n == "c") c.baseline = BaselineOptions().baseline_value(param("c_baseline", T({0.3, -0.5, 1.0})));
+                         return c;
+                       }),
+                       "tracegraph_baselines");
+  torch::nn::Linear net(torch::nn::LinearOptions(3, 3));
+  net->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    net->weight.copy_(torch::tensor({0.2, -0.1, 0.3, 0.05, 0.4, -0.2, -0.3, 0.1, 0.25}, torch::kDouble).reshape({3, 3}));
+    net->bias.copy_(T({0.1, -0.2, 0.05}));
+  }
+  auto tg_guide = make_tg_guide([net](const std::string& n) mutable {
+    InferConfig c;
+    if (n == "c")
+      c.baseline = BaselineOptions()
+                       .nn_baseline([net](const torch::Tensor& x) mutable { return net->forward(x); })
+                       .nn_baseline_input(T({0.3, -0.6, 0.9}));
+    return c;
+  });
+  auto guide = [&net, tg_guide] {
+    module("bl", net);
+    tg_guide();
+  };
+  check_tracegraph_run(elbo, guide, "tracegraph_nn_baseline");
+}
+
+TEST_CASE("TraceGraph_ELBO rejects a baseline of the wrong shape and enumerated guide sites") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  TraceGraph_ELBO elbo;
+  auto bad = make_tg_guide([](const std::string& n) {
+    InferConfig c;
+    if (n == "c") c.baseline = BaselineOptions().baseline_value(T({0.3, -0.5}));
+    return c;
+  });
+  CHECK_THROWS_WITH_AS(elbo.loss_and_grads(tg_model, bad), doctest::Contains("shape of its downstream cost, [3]"), ValueError);
+  auto enumerated = make_tg_guide([](const std::string& n) {
+    InferConfig c;
+    if (n == "a") c.enumerate = "parallel";
+    return c;
+  });
+  CHECK_THROWS_WITH_AS(elbo.loss(tg_model, enumerated), doctest::Contains("use TraceEnum_ELBO"), ValueError);
+}
