@@ -10,7 +10,9 @@
 #include "distributions/independent.h"
 #include "distributions/normal.h"
 #include "ppl/block.h"
+#include "ppl/param_store.h"
 #include "ppl/plate.h"
+#include "ppl/primitives.h"
 #include "ppl/replay.h"
 
 #if __has_include("distributions/kl.h")
@@ -358,6 +360,122 @@ ELBO::Particle Trace_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
   p.loss = -or_zero(elbo).item<double>();
   p.surrogate = -or_zero(surrogate);
   return p;
+}
+
+// ---------------------------------------------------------------- TraceGraph_ELBO
+
+namespace {
+
+// The baseline of guide site `g` for its downstream cost `cost` (Pyro's _construct_baseline):
+// the baseline (undefined if none) and the learned baseline's squared-error loss (undefined).
+std::pair<torch::Tensor, torch::Tensor> baseline_for(const Site& g, const torch::Tensor& cost) {
+  if (!g.infer.baseline) return {};
+  const BaselineOptions& o = *g.infer.baseline;
+  const bool use_nn = static_cast<bool>(o.nn_baseline());
+  const bool use_value = o.baseline_value().defined();
+  if (use_nn && use_value)
+    throw ValueError(cat("TraceGraph_ELBO: guide site '", g.name,
+                         "' sets both nn_baseline and baseline_value; use one learned baseline"));
+  if (use_nn && !o.nn_baseline_input().defined())
+    throw ValueError(cat("TraceGraph_ELBO: guide site '", g.name, "' sets nn_baseline but no nn_baseline_input"));
+  torch::Tensor baseline, baseline_loss;
+  if (o.use_decaying_avg_baseline()) {
+    // As Pyro: the average lives in the param store, so checkpoints keep it.
+    const std::string avg_name = "__baseline_avg_downstream_cost_" + g.name;
+    torch::Tensor old_avg;
+    {
+      torch::NoGradGuard no_grad;
+      old_avg = param(avg_name, torch::zeros(cost.sizes(), cost.options())).detach();
+      if (old_avg.sizes() != cost.sizes())
+        throw ValueError(cat("TraceGraph_ELBO: the decaying-average baseline '", avg_name, "' has shape ",
+                             shape_str(old_avg.sizes()), " but site '", g.name, "' has a downstream cost of shape ",
+                             shape_str(cost.sizes()), " (", g.plates_str(), ")"));
+      get_param_store().set(avg_name, (1 - o.baseline_beta()) * cost.detach() + o.baseline_beta() * old_avg);
+    }
+    baseline = old_avg;
+  }
+  if (use_nn || use_value) {
+    torch::Tensor learned = use_nn ? o.nn_baseline()(o.nn_baseline_input().detach()) : o.baseline_value();
+    if (learned.sizes() != cost.sizes())
+      throw ValueError(cat("TraceGraph_ELBO: expected the baseline of guide site '", g.name, "' (", g.plates_str(),
+                           ") to have the shape of its downstream cost, ", shape_str(cost.sizes()),
+                           ", but it has shape ", shape_str(learned.sizes())));
+    baseline = baseline.defined() ? baseline + learned : learned;
+    baseline_loss = (cost.detach() - baseline).pow(2).sum();
+  }
+  return {baseline, baseline_loss};
+}
+
+}  // namespace
+
+ELBO::Particle TraceGraph_ELBO::particle(Trace& model_trace, Trace& guide_trace) {
+  std::vector<const Site*> guide_sites, model_sites;
+  std::map<std::string, size_t> model_pos;
+  for (const auto& s : guide_trace) {
+    if (!is_sample(s)) continue;
+    if (!s.infer.enumerate.empty())
+      throw ValueError(cat(name(), ": guide site '", s.name, "' is marked for enumeration (\"", s.infer.enumerate,
+                           "\"); TraceGraph_ELBO does not enumerate, use TraceEnum_ELBO"));
+    guide_sites.push_back(&s);
+  }
+  for (const auto& s : model_trace)
+    if (is_sample(s)) {
+      model_pos[s.name] = model_sites.size();
+      model_sites.push_back(&s);
+    }
+  // log p of every model site; -log q of every reparameterised guide site (its entropy term
+  // carries the pathwise gradient); non-reparameterised ones count in the value only.
+  std::vector<torch::Tensor> log_p, log_q_path, log_q_sf, score_terms, baseline_losses;
+  for (const Site* m : model_sites) log_p.push_back(m->log_prob_sum);
+  for (size_t i = 0; i < guide_sites.size(); ++i) {
+    const Site& g = *guide_sites[i];
+    if (g.is_observed || g.fn->has_rsample()) {
+      log_q_path.push_back(g.log_prob_sum);
+      continue;
+    }
+    log_q_sf.push_back(g.log_prob_sum.detach());
+    // Downstream cost: this site and every later guide site (log p - log q), then the model
+    // sites after the first of those in the model that are not among them.
+    LogR cost;
+    std::set<std::string> included;
+    size_t first_in_model = model_sites.size();
+    for (size_t j = i; j < guide_sites.size(); ++j) {
+      const Site& d = *guide_sites[j];
+      included.insert(d.name);
+      auto mp = model_pos.find(d.name);
+      if (mp == model_pos.end()) {
+        cost.add(d.cond_indep_stack, -d.log_prob.detach());
+        continue;
+      }
+      const Site& m = *model_sites[mp->second];
+      first_in_model = std::min(first_in_model, mp->second);
+      cost.add(m.cond_indep_stack, (m.log_prob - d.log_prob).detach());
+    }
+    for (size_t k = first_in_model + 1; k < model_sites.size(); ++k)
+      if (!included.count(model_sites[k]->name)) cost.add(model_sites[k]->cond_indep_stack, model_sites[k]->log_prob.detach());
+    torch::Tensor downstream = cost.sum_to(g.cond_indep_stack);
+    auto [baseline, baseline_loss] = baseline_for(g, downstream);
+    if (baseline.defined()) downstream = downstream - baseline;
+    if (baseline_loss.defined()) baseline_losses.push_back(baseline_loss);
+    // As Pyro: the score function is log q unscaled and unmasked.
+    score_terms.push_back((g.unscaled_log_prob * downstream.detach()).sum());
+  }
+  torch::Tensor p_sum = sum_all(log_p), q_sum = sum_all(log_q_path);
+  torch::Tensor surrogate = q_sum.defined() ? (p_sum.defined() ? p_sum - q_sum : -q_sum) : p_sum;
+  torch::Tensor elbo = surrogate.defined() ? surrogate.detach() : torch::Tensor();
+  if (!log_q_sf.empty()) add_to(elbo, -sum_all(log_q_sf));
+  if (!score_terms.empty()) add_to(surrogate, sum_all(score_terms));
+  Particle p;
+  p.loss = -or_zero(elbo).item<double>();
+  p.surrogate = -or_zero(surrogate);
+  if (!baseline_losses.empty()) p.surrogate = p.surrogate + sum_all(baseline_losses);
+  return p;
+}
+
+std::pair<double, torch::Tensor> TraceGraph_ELBO::compute_loss_and_surrogate(const Program& model, const Program& guide) {
+  auto [model_trace, guide_trace] = get_traces(model, guide);
+  Particle p = particle(model_trace, guide_trace);
+  return {p.loss, p.surrogate};
 }
 
 // ---------------------------------------------------------------- TraceMeanField_ELBO

@@ -22,22 +22,49 @@
 /// enumeration; enumeration by sampling (`num_samples`) is not implemented. Guide sites may
 /// also be enumerated "sequential"ly (one run of guide and model per value).
 
+#include <map>
+#include <memory>
+
 #include "inference/elbo.h"
 #include "ppl/messenger.h"
 
 namespace ember::infer {
 
+/// Enumeration dims and variable ids handed out to one (guide, model) pair (Pyro's
+/// _EnumAllocator): a site outside every `markov` context gets a global dim that is never
+/// reused; a site inside one gets the rightmost dim (left of the global ones) that no site
+/// it can depend on holds. Every enumerated variable gets a unique id, so a recycled dim is
+/// told apart by id.
+struct EnumAllocator {
+  explicit EnumAllocator(int64_t first_available_dim);
+  /// The next global dim.
+  int64_t next_dim;
+  /// The next variable id.
+  int64_t next_id = 0;
+  /// Global dims and the ids of the variables holding them.
+  std::map<int64_t, int64_t> global_dims;
+};
+
 /// Replaces the value of each unobserved sample site marked `enumerate = "parallel"` by its
-/// enumerated support, on a fresh dim counting leftwards from `first_available_dim` (< 0).
+/// enumerated support, on a dim left of `first_available_dim` (< 0) given by the allocator
+/// (see EnumAllocator and markov.h). Every sample site records in `InferConfig::enum_ids` which
+/// enumerated variable each enumeration dim of its log-prob stands for.
 class [[nodiscard]] EnumMessenger : public Messenger {
  public:
   explicit EnumMessenger(int64_t first_available_dim);
+  /// Continues an allocator (the model's messenger continues the guide's).
+  explicit EnumMessenger(std::shared_ptr<EnumAllocator> allocator);
   void process(Message& msg) override;
-  /// The next dim this messenger would allocate (one left of the last allocated).
-  int64_t next_available_dim() const { return next_; }
+  void postprocess(Message& msg) override;
+  /// The next global dim this messenger would allocate.
+  int64_t next_available_dim() const { return alloc_->next_dim; }
+  /// The allocator (shared with a messenger that continues it).
+  const std::shared_ptr<EnumAllocator>& allocator() const { return alloc_; }
 
  private:
-  int64_t next_;
+  std::shared_ptr<EnumAllocator> alloc_;
+  std::map<std::string, int64_t> markov_depths_;
+  std::map<std::string, std::map<int64_t, int64_t>> value_dims_;
 };
 
 /// One value chosen for a guide site enumerated sequentially: its index in the site's
@@ -81,6 +108,8 @@ class TraceEnum_ELBO : public ELBO {
   // The sequential choices of the run in progress (empty: first value of every site).
   std::vector<SequentialChoice> assignment_;
   std::vector<SequentialChoice> discovered_;
+  // Plate dims (max_plate_nesting, plus the particle dim when vectorised) of the traces.
+  int64_t plates_ = 0;
 };
 
 }  // namespace ember::infer

@@ -8,6 +8,35 @@
 
 namespace ember::infer {
 
+Optimizer::Optimizer(ClipOptions clip) : clip_(clip) {
+  if (clip_.clip_norm() && !(*clip_.clip_norm() > 0))
+    throw ValueError(cat("optimiser: clip_norm must be positive, got ", *clip_.clip_norm()));
+  if (clip_.clip_value() && !(*clip_.clip_value() > 0))
+    throw ValueError(cat("optimiser: clip_value must be positive, got ", *clip_.clip_value()));
+}
+
+void Optimizer::clip_gradient(torch::Tensor& grad) const {
+  if (const auto& max_norm = clip_.clip_norm()) {
+    // torch.nn.utils.clip_grad_norm_ on this param alone (Pyro clips per param).
+    const auto coef = (*max_norm / (grad.norm(2) + 1e-6)).clamp_max(1.0);
+    grad.mul_(coef);
+  }
+  if (const auto& v = clip_.clip_value()) grad.clamp_(-*v, *v);
+}
+
+void Optimizer::set_learning_rate(const std::string& param, double lr) {
+  auto it = states_.find(param);
+  if (it == states_.end())
+    throw ValueError(cat(name(), ": cannot set the learning rate of param '", param, "', which has no optimiser state yet"));
+  it->second.lr = lr;
+}
+
+std::vector<std::string> Optimizer::state_names() const {
+  std::vector<std::string> out;
+  for (const auto& [n, s] : states_) out.push_back(n);
+  return out;
+}
+
 void Optimizer::step(const std::vector<std::string>& names) { step(names, get_param_store()); }
 
 void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
@@ -17,8 +46,9 @@ void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
     torch::Tensor p = store.unconstrained(n);
     State& s = state_for(n, p);
     begin_step(s);
-    const torch::Tensor& g = p.grad();
-    if (g.defined()) update(p, g, s);
+    if (!p.grad().defined()) continue;
+    if (clip_.clip_norm() || clip_.clip_value()) clip_gradient(p.mutable_grad());
+    update(p, p.grad(), s);
   }
   // As Pyro's zero_grads: gradients become zeros (not None) once a param has been stepped.
   for (const auto& n : names) {

@@ -76,6 +76,15 @@ struct AdagradOptions {
   TORCH_ARG(double, eps) = 1e-10;
 };
 
+/// Gradient clipping applied to each param's gradient before its update (Pyro's `clip_args`
+/// of every `PyroOptim`): `clip_norm` rescales a gradient whose 2-norm exceeds it (as
+/// torch.nn.utils.clip_grad_norm_ on that param alone: factor clip_norm / (norm + 1e-6)),
+/// then `clip_value` clamps its entries to [-clip_value, clip_value]. Unset: no clipping.
+struct ClipOptions {
+  TORCH_ARG(std::optional<double>, clip_norm) = std::nullopt;
+  TORCH_ARG(std::optional<double>, clip_value) = std::nullopt;
+};
+
 /// Base class: keeps one state per parameter tensor (as Pyro's `PyroOptim`, which keys its
 /// per-param optimisers by tensor) and updates the param store's unconstrained tensors in
 /// place from their `.grad`. States are looked up by param name, but a state belongs to the
@@ -83,6 +92,7 @@ struct AdagradOptions {
 /// was cleared, or the param replaced with `set`), the param starts with a fresh state.
 class Optimizer {
  public:
+  explicit Optimizer(ClipOptions clip = {});
   virtual ~Optimizer() = default;
 
   /// One step for each named param of `store`: its state is created on first sight (or
@@ -104,6 +114,12 @@ class Optimizer {
   int64_t step_count(const std::string& param) const;
   /// Current learning rate of one param (ClippedAdam decays it per param).
   double learning_rate(const std::string& param) const;
+  /// Sets the learning rate of a param that has a state (what learning-rate schedulers do).
+  void set_learning_rate(const std::string& param, double lr);
+  /// Names of the params that have a state, sorted.
+  std::vector<std::string> state_names() const;
+  /// The gradient clipping applied before each update.
+  const ClipOptions& clip_options() const { return clip_; }
 
   /// The whole state as archive entries named `optim$<param>$<buffer>`, with the step
   /// count and learning rate in each param's meta.
@@ -139,6 +155,8 @@ class Optimizer {
   static torch::Tensor& buffer(State& state, const std::string& key, const torch::Tensor& p, double fill = 0.0);
 
  private:
+  void clip_gradient(torch::Tensor& grad) const;
+  ClipOptions clip_;
   std::map<std::string, State> states_;
 };
 
@@ -146,7 +164,7 @@ using OptimizerPtr = std::shared_ptr<Optimizer>;
 
 class Adam : public Optimizer {
  public:
-  explicit Adam(AdamOptions o = {}) : o_(o) {}
+  explicit Adam(AdamOptions o = {}, ClipOptions clip = {}) : Optimizer(clip), o_(o) {}
   std::string name() const override { return "Adam"; }
   nlohmann::json hyperparameters() const override;
 
@@ -160,7 +178,7 @@ class Adam : public Optimizer {
 
 class ClippedAdam : public Optimizer {
  public:
-  explicit ClippedAdam(ClippedAdamOptions o = {}) : o_(o) {}
+  explicit ClippedAdam(ClippedAdamOptions o = {}, ClipOptions clip = {}) : Optimizer(clip), o_(o) {}
   std::string name() const override { return "ClippedAdam"; }
   nlohmann::json hyperparameters() const override;
 
@@ -175,7 +193,7 @@ class ClippedAdam : public Optimizer {
 
 class SGD : public Optimizer {
  public:
-  explicit SGD(SGDOptions o = {}) : o_(o) {}
+  explicit SGD(SGDOptions o = {}, ClipOptions clip = {}) : Optimizer(clip), o_(o) {}
   std::string name() const override { return "SGD"; }
   nlohmann::json hyperparameters() const override;
 
@@ -189,7 +207,7 @@ class SGD : public Optimizer {
 
 class RMSprop : public Optimizer {
  public:
-  explicit RMSprop(RMSpropOptions o = {}) : o_(o) {}
+  explicit RMSprop(RMSpropOptions o = {}, ClipOptions clip = {}) : Optimizer(clip), o_(o) {}
   std::string name() const override { return "RMSprop"; }
   nlohmann::json hyperparameters() const override;
 
@@ -203,7 +221,7 @@ class RMSprop : public Optimizer {
 
 class Adagrad : public Optimizer {
  public:
-  explicit Adagrad(AdagradOptions o = {}) : o_(o) {}
+  explicit Adagrad(AdagradOptions o = {}, ClipOptions clip = {}) : Optimizer(clip), o_(o) {}
   std::string name() const override { return "Adagrad"; }
   nlohmann::json hyperparameters() const override;
 

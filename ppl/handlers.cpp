@@ -12,6 +12,7 @@
 #include "ppl/counterfactual.h"
 #include "ppl/do.h"
 #include "ppl/infer_config.h"
+#include "ppl/markov.h"
 #include "ppl/lift.h"
 #include "ppl/param_store.h"
 #include "ppl/primitives.h"
@@ -376,6 +377,71 @@ InferConfigMessenger::ConfigFn enumerate_config(EnumerateOptions o) {
     infer.expand = o.expand();
     if (o.num_samples() > 0) infer.num_samples = o.num_samples();
   };
+}
+
+}  // namespace ember
+
+// ---------------------------------------------------------------- markov
+
+namespace ember {
+
+MarkovMessenger::MarkovMessenger(MarkovOptions options) : o_(options) {
+  if (o_.history() < 0) throw ValueError(cat("markov: history must be >= 0, got ", o_.history()));
+}
+
+MarkovMessenger::~MarkovMessenger() {
+  if (active()) exit();
+}
+
+void MarkovMessenger::enter_level() {
+  ++pos_;
+  if (static_cast<int64_t>(levels_.size()) <= pos_) levels_.emplace_back();
+  if (entered_++ == 0) enter();
+}
+
+void MarkovMessenger::exit_level() {
+  if (entered_ == 0) throw RuntimeError("markov: exit_level without a matching enter_level");
+  if (!o_.keep()) levels_.pop_back();
+  --pos_;
+  if (--entered_ == 0) exit();
+}
+
+void MarkovMessenger::process(Message& msg) {
+  if (msg.type != SiteType::sample || msg.done || msg.infer.is_subsample) return;
+  // Sites of this level and of the `history` levels before it are visible; counted per
+  // enclosing markov messenger, so enumeration can tell sites hidden by an inner one.
+  for (int64_t p = std::max<int64_t>(0, pos_ - o_.history()); p <= pos_; ++p)
+    for (const auto& name : levels_[static_cast<size_t>(p)]) ++msg.infer.markov_scope[name];
+  ++msg.infer.markov_depth;
+  levels_[static_cast<size_t>(pos_)].insert(msg.name);
+}
+
+Markov::Markov(MarkovOptions options) : messenger_(std::make_shared<MarkovMessenger>(options)) {
+  messenger_->enter_level();
+}
+
+Markov::Markov(std::shared_ptr<MarkovMessenger> messenger) : messenger_(std::move(messenger)) {
+  if (!messenger_) throw ValueError("markov: the messenger is null");
+  messenger_->enter_level();
+}
+
+Markov::~Markov() noexcept(false) { messenger_->exit_level(); }
+
+MarkovRange::MarkovRange(int64_t size, MarkovOptions options) : size_(size), messenger_(options) {
+  if (size < 0) throw ValueError(cat("markov_range: size must be >= 0, got ", size));
+}
+
+MarkovRange::~MarkovRange() noexcept(false) {
+  while (levels_entered_ > 0) {
+    --levels_entered_;
+    messenger_.exit_level();
+  }
+}
+
+int64_t MarkovRange::iterator::operator*() {
+  range_->messenger_.enter_level();
+  ++range_->levels_entered_;
+  return position_;
 }
 
 }  // namespace ember

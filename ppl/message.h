@@ -6,9 +6,12 @@
 /// (`process`) and observe the result on the way out (`postprocess`).
 
 #include <nlohmann/json.hpp>
+#include <torch/arg.h>
 #include <torch/types.h>
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,25 @@ struct PlateFrame {
   bool world = false;
 };
 
+/// Variance-reducing baseline of a non-reparameterised guide site under TraceGraph_ELBO (Pyro's
+/// `infer={"baseline": {...}}`): the score-function term uses (downstream cost - baseline).
+/// The baselines add up: a decaying average plus a learned one (nn or value, not both).
+struct BaselineOptions {
+  /// Subtract a decaying average of the site's downstream cost, kept in the param store as
+  /// `__baseline_avg_downstream_cost_<site>` and updated avg <- beta avg + (1 - beta) cost.
+  TORCH_ARG(bool, use_decaying_avg_baseline) = false;
+  /// The decay `beta` of the average.
+  TORCH_ARG(double, baseline_beta) = 0.9;
+  /// A learned baseline: `nn_baseline(nn_baseline_input.detach())`, e.g. a module's forward
+  /// (register the module with `module(...)` in the guide so SVI trains it). Trained by the
+  /// squared error to the downstream cost, added to the surrogate loss.
+  TORCH_ARG(std::function<torch::Tensor(const torch::Tensor&)>, nn_baseline);
+  /// The input of `nn_baseline`.
+  TORCH_ARG(torch::Tensor, nn_baseline_input);
+  /// A learned baseline given as a tensor computed from params (trained as nn_baseline is).
+  TORCH_ARG(torch::Tensor, baseline_value);
+};
+
 /// Per-site inference configuration (Pyro's `infer` dict). Known keys are typed fields;
 /// anything else a user or algorithm needs goes into `extra`.
 struct InferConfig {
@@ -44,6 +66,14 @@ struct InferConfig {
   int64_t num_samples = 0;
   /// Batch dim allocated to this site by enumeration (0 = none allocated).
   int64_t enum_dim = 0;
+  /// Set by enumeration on every sample site: which enumerated variable (a unique id) each
+  /// enumeration dim of its log-prob stands for (a dim recycled by `markov` stands for
+  /// different variables at different sites).
+  std::map<int64_t, int64_t> enum_ids;
+  /// Set by `markov`: the sites this one may depend on (name -> number of enclosing markov
+  /// handlers that see it), and the number of enclosing markov handlers (0: none).
+  std::map<std::string, int64_t> markov_scope;
+  int64_t markov_depth = 0;
   /// Auxiliary guide site that has no model counterpart.
   bool is_auxiliary = false;
   /// Set by `uncondition`: the site was observed; its observation is in `obs`.
@@ -52,6 +82,8 @@ struct InferConfig {
   torch::Tensor obs;
   /// Site created by `deterministic`.
   bool is_deterministic = false;
+  /// TraceGraph_ELBO's baseline for this (non-reparameterised guide) site.
+  std::optional<BaselineOptions> baseline;
   /// Site created by `plate` to draw its subsample indices.
   bool is_subsample = false;
   /// Do not record this site in traces.

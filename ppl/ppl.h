@@ -18,6 +18,7 @@
 #include "ppl/do.h"
 #include "ppl/infer_config.h"
 #include "ppl/lift.h"
+#include "ppl/markov.h"
 #include "ppl/message.h"
 #include "ppl/messenger.h"
 #include "ppl/model_graph.h"

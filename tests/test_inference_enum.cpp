@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <set>
 
 #include "inference/inference.h"
 #include "ppl/ppl.h"
@@ -409,4 +410,221 @@ TEST_CASE("TraceEnum_ELBO eliminates enumerated sites at three levels of nested 
   }
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(2));
   CHECK(elbo.loss(model, guide, x) == doctest::Approx(-std::log(total)).epsilon(1e-12));
+}
+
+// ------------------------------------------------------------- markov: an enumerated HMM
+
+namespace {
+
+// A 3-state HMM with Gaussian emissions; the emission locs are a param (for gradients).
+torch::Tensor hmm_init() { return torch::tensor({0.5, 0.3, 0.2}, torch::kDouble); }
+torch::Tensor hmm_trans() {
+  return torch::tensor({0.8, 0.15, 0.05, 0.1, 0.7, 0.2, 0.2, 0.2, 0.6}, torch::kDouble).reshape({3, 3});
+}
+torch::Tensor hmm_locs0() { return torch::tensor({-2.0, 0.0, 2.0}, torch::kDouble); }
+constexpr double kHmmScale = 0.8;
+torch::Tensor hmm_data(int64_t T = 16) {
+  const std::vector<double> y{-1.8, -2.3, -0.4, 0.3, 0.1, 2.2, 1.7, 2.5, 0.9, 2.3, -1.9, -2.4, -2.0, 1.1, 2.1, 0.2};
+  return torch::tensor(std::vector<double>(y.begin(), y.begin() + T), torch::kDouble);
+}
+
+auto hmm_model = [](const torch::Tensor& y) {
+  auto locs = param("locs", hmm_locs0());
+  torch::Tensor x;
+  for (int64_t t : markov_range(y.size(0))) {
+    auto probs = t == 0 ? hmm_init() : hmm_trans().index({x});
+    x = sample(cat("x_", t), dist::Categorical(probs), SampleOptions().infer(parallel()));
+    sample(cat("y_", t), Normal(locs.index({x}), dbl(kHmmScale)), y[t]);
+  }
+};
+auto hmm_empty_guide = [](const torch::Tensor&) {};
+
+// log N(y | locs, scale) for every state, [3].
+torch::Tensor emission_log_probs(double y, const torch::Tensor& locs) {
+  return -0.5 * ((y - locs) / kHmmScale).pow(2) - std::log(kHmmScale) - 0.5 * std::log(2 * M_PI);
+}
+
+// The forward algorithm written out (log space): alpha[t][k] = log p(y_0..t, x_t = k).
+std::vector<torch::Tensor> hmm_forward(const torch::Tensor& y, const torch::Tensor& locs) {
+  std::vector<torch::Tensor> alpha;
+  const auto log_a = hmm_trans().log();
+  for (int64_t t = 0; t < y.size(0); ++t) {
+    const auto e = emission_log_probs(y[t].item<double>(), locs);
+    if (t == 0) {
+      alpha.push_back(hmm_init().log() + e);
+      continue;
+    }
+    std::vector<torch::Tensor> next;
+    for (int64_t k = 0; k < 3; ++k) next.push_back(torch::logsumexp(alpha.back() + log_a.select(1, k), 0));
+    alpha.push_back(torch::stack(next) + e);
+  }
+  return alpha;
+}
+
+// The backward algorithm: beta[t][k] = log p(y_t+1..T-1 | x_t = k).
+std::vector<torch::Tensor> hmm_backward(const torch::Tensor& y, const torch::Tensor& locs) {
+  const int64_t T = y.size(0);
+  std::vector<torch::Tensor> beta(static_cast<size_t>(T));
+  const auto log_a = hmm_trans().log();
+  beta[static_cast<size_t>(T - 1)] = torch::zeros({3}, torch::kDouble);
+  for (int64_t t = T - 2; t >= 0; --t) {
+    const auto next = emission_log_probs(y[t + 1].item<double>(), locs) + beta[static_cast<size_t>(t + 1)];
+    std::vector<torch::Tensor> b;
+    for (int64_t j = 0; j < 3; ++j) b.push_back(torch::logsumexp(log_a[j] + next, 0));
+    beta[static_cast<size_t>(t)] = torch::stack(b);
+  }
+  return beta;
+}
+
+// Viterbi: the jointly most likely state path.
+std::vector<int64_t> hmm_viterbi(const torch::Tensor& y, const torch::Tensor& locs) {
+  const int64_t T = y.size(0);
+  auto log_a = hmm_trans().log();
+  std::vector<std::vector<double>> delta(static_cast<size_t>(T), std::vector<double>(3));
+  std::vector<std::vector<int64_t>> back(static_cast<size_t>(T), std::vector<int64_t>(3));
+  auto pi = hmm_init().log();
+  for (int64_t t = 0; t < T; ++t) {
+    auto e = emission_log_probs(y[t].item<double>(), locs);
+    for (int64_t k = 0; k < 3; ++k) {
+      if (t == 0) {
+        delta[0][static_cast<size_t>(k)] = pi[k].item<double>() + e[k].item<double>();
+        continue;
+      }
+      double best = -INFINITY;
+      for (int64_t j = 0; j < 3; ++j) {
+        const double v = delta[static_cast<size_t>(t - 1)][static_cast<size_t>(j)] + log_a[j][k].item<double>();
+        if (v > best) {
+          best = v;
+          back[static_cast<size_t>(t)][static_cast<size_t>(k)] = j;
+        }
+      }
+      delta[static_cast<size_t>(t)][static_cast<size_t>(k)] = best + e[k].item<double>();
+    }
+  }
+  std::vector<int64_t> path(static_cast<size_t>(T));
+  const auto& last = delta.back();
+  path.back() = std::max_element(last.begin(), last.end()) - last.begin();
+  for (int64_t t = T - 1; t > 0; --t)
+    path[static_cast<size_t>(t - 1)] = back[static_cast<size_t>(t)][static_cast<size_t>(path[static_cast<size_t>(t)])];
+  return path;
+}
+
+std::set<int64_t> enumeration_dims(int64_t T) {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  TraceMessenger tm;
+  EnumMessenger en(-1);
+  hmm_model(hmm_data(T));
+  std::set<int64_t> dims;
+  for (const auto& s : tm.trace())
+    if (s.infer.enum_dim != 0) dims.insert(s.infer.enum_dim);
+  return dims;
+}
+
+}  // namespace
+
+TEST_CASE("markov recycles enumeration dims - an enumerated HMM uses two dims at any length") {
+  CHECK(enumeration_dims(4) == std::set<int64_t>{-1, -2});
+  CHECK(enumeration_dims(16) == std::set<int64_t>{-1, -2});
+  // history 2: each step sees the two before it, so three dims.
+  ParamStore store;
+  ParamStoreScope scope(store);
+  TraceMessenger tm;
+  EnumMessenger en(-1);
+  torch::Tensor x;
+  for (int64_t t : markov_range(10, MarkovOptions().history(2))) {
+    auto probs = t == 0 ? hmm_init() : hmm_trans().index({x});
+    x = sample(cat("x_", t), dist::Categorical(probs), SampleOptions().infer(parallel()));
+  }
+  std::set<int64_t> dims;
+  for (const auto& s : tm.trace()) dims.insert(s.infer.enum_dim);
+  CHECK(dims == std::set<int64_t>{-1, -2, -3});
+}
+
+TEST_CASE("TraceEnum_ELBO with markov - HMM log-likelihood and gradient equal the forward algorithm") {
+  const auto y = hmm_data();
+  auto locs = hmm_locs0().requires_grad_(true);
+  auto alpha = hmm_forward(y, locs);
+  auto loglik = torch::logsumexp(alpha.back(), 0);
+  auto grad = torch::autograd::grad({loglik}, {locs})[0];
+  ParamStore store;
+  ParamStoreScope scope(store);
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(0));
+  const double loss = elbo.loss_and_grads(hmm_model, hmm_empty_guide, y);
+  INFO("loss " << loss << " forward " << loglik.item<double>());
+  CHECK(std::abs(loss + loglik.item<double>()) < 1e-10);
+  CHECK(torch::allclose(store.unconstrained("locs").grad(), -grad, 1e-10, 1e-10));
+}
+
+TEST_CASE("TraceEnum_ELBO with markov inside a plate of sequences equals the forward algorithm per sequence") {
+  // Three sequences in a plate (dim -1), each an HMM; enumeration starts at dim -2.
+  const auto ys = torch::stack({hmm_data(), hmm_data().flip(0), hmm_data() * 0.5}, 1);  // [T, 3]
+  auto model = [](const torch::Tensor& y) {
+    auto locs = param("locs", hmm_locs0());
+    auto seqs = plate("seqs", y.size(1), PlateOptions().dim(-1));
+    torch::Tensor x;
+    for (int64_t t : markov_range(y.size(0))) {
+      auto probs = t == 0 ? hmm_init() : hmm_trans().index({x});
+      x = sample(cat("x_", t), dist::Categorical(probs), SampleOptions().infer(parallel()));
+      sample(cat("y_", t), Normal(locs.index({x}), dbl(kHmmScale)), y[t]);
+    }
+  };
+  double total = 0;
+  for (int64_t s = 0; s < ys.size(1); ++s) total += torch::logsumexp(hmm_forward(ys.select(1, s), hmm_locs0()).back(), 0).item<double>();
+  ParamStore store;
+  ParamStoreScope scope(store);
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
+  const double loss = elbo.loss(model, hmm_empty_guide, ys);
+  CHECK(std::abs(loss + total) < 1e-10);
+}
+
+TEST_CASE("infer_discrete at temperature 0 gives the Viterbi path of an HMM") {
+  const auto y = hmm_data();
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto map = infer_discrete(hmm_model, InferDiscreteOptions().first_available_dim(-1).temperature(0));
+  Trace tr = trace(map).get_trace(y);
+  const auto path = hmm_viterbi(y, hmm_locs0());
+  std::vector<int64_t> ours;
+  for (int64_t t = 0; t < y.size(0); ++t) ours.push_back(tr.at(cat("x_", t)).value.item<int64_t>());
+  CHECK(ours == path);
+  // The path is not trivially the per-step argmax of the emissions (the transitions matter).
+  std::vector<int64_t> greedy;
+  for (int64_t t = 0; t < y.size(0); ++t) greedy.push_back(emission_log_probs(y[t].item<double>(), hmm_locs0()).argmax().item<int64_t>());
+  CHECK(greedy != path);
+  // Unset first_available_dim: found from a dry run (no plates: -1).
+  auto map2 = infer_discrete(hmm_model, InferDiscreteOptions().temperature(0));
+  Trace tr2 = trace(map2).get_trace(y);
+  for (int64_t t = 0; t < y.size(0); ++t) CHECK(tr2.at(cat("x_", t)).value.item<int64_t>() == path[static_cast<size_t>(t)]);
+}
+
+TEST_CASE("infer_discrete at temperature 1 samples the HMM posterior (marginals within Monte-Carlo error)") {
+  torch::manual_seed(7);
+  const auto y = hmm_data();
+  const int64_t T = y.size(0);
+  auto alpha = hmm_forward(y, hmm_locs0());
+  auto beta = hmm_backward(y, hmm_locs0());
+  const auto loglik = torch::logsumexp(alpha.back(), 0);
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto posterior = infer_discrete(hmm_model, InferDiscreteOptions().first_available_dim(-1).temperature(1));
+  const int64_t n = 1500;
+  auto counts = torch::zeros({T, 3}, torch::kDouble);
+  int64_t switches_seen = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    Trace tr = trace(posterior).get_trace(y);
+    for (int64_t t = 0; t < T; ++t) counts[t][tr.at(cat("x_", t)).value.item<int64_t>()] += 1;
+    switches_seen += tr.at("x_2").value.item<int64_t>() != tr.at("x_3").value.item<int64_t>();
+  }
+  auto freq = counts / static_cast<double>(n);
+  for (int64_t t = 0; t < T; ++t) {
+    auto exact = (alpha[static_cast<size_t>(t)] + beta[static_cast<size_t>(t)] - loglik).exp();
+    for (int64_t k = 0; k < 3; ++k) {
+      const double p = exact[k].item<double>();
+      const double se = std::sqrt(std::max(p * (1 - p), 1e-4) / static_cast<double>(n));
+      INFO("t " << t << " state " << k << " exact " << p << " sampled " << freq[t][k].item<double>());
+      CHECK(std::abs(freq[t][k].item<double>() - p) < 4.5 * se);
+    }
+  }
+  CHECK(switches_seen > 0);  // draws, not a single path
 }

@@ -659,3 +659,236 @@ TEST_CASE("Pyro parity: TraceEnum_ELBO with a sequentially enumerated site in a 
   TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(1));
   check_enum(elbo, seqlocal_model, seqlocal_guide, {{"m", {S(0.6)}}}, "sequential_guide_local");
 }
+
+// ------------------------------------------------------------- schedulers and clipping (tracegraph.py)
+
+namespace {
+
+// As optimiser_run in tracegraph.py: per epoch, fixed gradients for "p" (and "q" from
+// `late_param_epoch`), one optimiser step, one scheduler step; then each param's learning rate
+// and value are compared with Pyro's.
+void check_optimiser_run(const OptimizerPtr& optim, LRScheduler* scheduler, const std::string& case_name,
+                         int64_t epochs, const std::vector<double>& metrics = {}, int64_t late_param_epoch = -1) {
+  const auto& ref = pyro_cases("tracegraph").at(case_name);
+  INFO(case_name);
+  ParamStore store;
+  ParamStoreScope scope(store);
+  const auto grad_p = T({0.5, -1.5}), grad_q = S(2.0);
+  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    std::vector<std::string> names{"p"};
+    param("p", T({1.0, -2.0}));
+    store.unconstrained("p").mutable_grad() = grad_p * (1.0 + 0.1 * static_cast<double>(epoch));
+    if (late_param_epoch >= 0 && epoch >= late_param_epoch) {
+      param("q", S(0.5));
+      store.unconstrained("q").mutable_grad() = grad_q.clone();
+      names.push_back("q");
+    }
+    optim->step(names, store);
+    if (scheduler) {
+      if (metrics.empty()) scheduler->step();
+      else scheduler->step(metrics[static_cast<size_t>(epoch)]);
+    }
+    for (const std::string n : {"p", "q"}) {
+      const double want = ref.at("lr_" + n)[static_cast<size_t>(epoch)].get<double>();
+      if (!store.contains(n)) {
+        CHECK(want == -1.0);
+        continue;
+      }
+      INFO("epoch " << epoch << " param " << n);
+      CHECK(optim->learning_rate(n) == doctest::Approx(want).epsilon(1e-12));
+      check_close(store.get(n), ref.at(n)[static_cast<size_t>(epoch - (n == "q" ? late_param_epoch : 0))],
+                  case_name + " " + n);
+    }
+  }
+}
+
+const std::vector<double> kPlateauMetrics{1.0, 0.9, 0.95, 0.96, 0.97, 0.8, 0.85, 0.9, 0.91, 0.92};
+
+}  // namespace
+
+TEST_CASE("Pyro parity: StepLR and ExponentialLR schedule each param from its first step") {
+  {
+    auto sgd = std::make_shared<SGD>(SGDOptions().lr(0.1));
+    StepLR scheduler(sgd, StepLROptions(2).gamma(0.5));
+    check_optimiser_run(scheduler.optimizer(), &scheduler, "step_lr", 6, {}, 3);
+    CHECK(scheduler.epoch("p") == 6);
+    CHECK(scheduler.epoch("q") == 3);
+  }
+  auto adam = std::make_shared<Adam>(AdamOptions().lr(0.05));
+  ExponentialLR scheduler(adam, ExponentialLROptions(0.7));
+  check_optimiser_run(scheduler.optimizer(), &scheduler, "exponential_lr", 5, {}, 2);
+  CHECK_THROWS_WITH_AS(scheduler.step(1.0), doctest::Contains("driven by epochs"), ValueError);
+}
+
+TEST_CASE("Pyro parity: ReduceLROnPlateau with patience, cooldown, min_lr, max mode and absolute threshold") {
+  {
+    auto sgd = std::make_shared<SGD>(SGDOptions().lr(0.2));
+    ReduceLROnPlateau scheduler(sgd, ReduceLROnPlateauOptions().factor(0.5).patience(1).cooldown(1).min_lr(0.03));
+    check_optimiser_run(sgd, &scheduler, "reduce_lr_on_plateau", 10, kPlateauMetrics);
+    CHECK_THROWS_WITH_AS(scheduler.step(), doctest::Contains("needs the epoch's metric"), ValueError);
+  }
+  std::vector<double> negated;
+  for (double m : kPlateauMetrics) negated.push_back(-m);
+  auto sgd = std::make_shared<SGD>(SGDOptions().lr(0.2));
+  ReduceLROnPlateau scheduler(sgd, ReduceLROnPlateauOptions()
+                                       .mode(PlateauMode::max)
+                                       .threshold_mode(ThresholdMode::abs)
+                                       .threshold(0.02)
+                                       .factor(0.3)
+                                       .patience(0));
+  check_optimiser_run(sgd, &scheduler, "plateau_max_abs", 10, negated);
+}
+
+TEST_CASE("Pyro parity: clip_norm and clip_value of every optimiser clip each param's gradient") {
+  check_optimiser_run(std::make_shared<Adam>(AdamOptions().lr(0.1), ClipOptions().clip_norm(0.5)), nullptr,
+                      "adam_clip_norm", 3, {}, 1);
+  check_optimiser_run(std::make_shared<SGD>(SGDOptions().lr(0.1), ClipOptions().clip_value(0.6)), nullptr,
+                      "sgd_clip_value", 3, {}, 1);
+  check_optimiser_run(std::make_shared<SGD>(SGDOptions().lr(0.1), ClipOptions().clip_norm(1.0).clip_value(0.3)), nullptr,
+                      "sgd_clip_both", 2);
+  CHECK_THROWS_WITH_AS(SGD(SGDOptions(), ClipOptions().clip_norm(0.0)), doctest::Contains("clip_norm must be positive"),
+                       ValueError);
+}
+
+// ------------------------------------------------------------- TraceGraph_ELBO (tracegraph.py)
+
+namespace {
+
+const torch::Tensor& TG_X() {
+  static const auto t = T({0.5, -1.2, 1.4});
+  return t;
+}
+
+auto tg_model = [] {
+  auto a = sample("a", Bernoulli(S(0.4)));
+  auto data = plate("data", 3);
+  auto z = sample("z", Normal(0.8 * a, S(1.0)));
+  auto c = sample("c", dist::Categorical(dist::Logits{torch::stack({z, -z, 0.5 * z}, -1)}));
+  sample("x", Normal(z + c.to(torch::kDouble) - 1.0, S(0.7)), TG_X());
+};
+
+// The guide of tracegraph.py; `baseline_of(site)` gives a site's infer config.
+auto make_tg_guide(std::function<InferConfig(const std::string&)> baseline_of = nullptr) {
+  return [baseline_of] {
+    auto infer = [&](const std::string& n) { return baseline_of ? baseline_of(n) : InferConfig{}; };
+    auto phi = param("phi", S(0.3));
+    auto a = sample("a", Bernoulli(dist::Logits{phi}), SampleOptions().infer(infer("a")));
+    auto loc = param("z_loc", T({0.2, -0.1, 0.4}));
+    auto scale_ = param("z_scale", T({0.9, 1.1, 0.8}), constraints::positive());
+    auto lg = param("c_logits", torch::tensor({0.1, -0.2, 0.3, 0.0, 0.5, -0.4, 0.2, 0.2, -0.1}, torch::kDouble).reshape({3, 3}));
+    auto c_infer = infer("c");
+    auto data = plate("data", 3);
+    auto z = sample("z", Normal(loc + 0.5 * a, scale_));
+    sample("c", dist::Categorical(dist::Logits{lg + z.unsqueeze(-1) * T({0.3, -0.2, 0.1})}), SampleOptions().infer(c_infer));
+  };
+}
+
+std::map<std::string, std::vector<torch::Tensor>> tg_fixed() {
+  return {{"a", {S(1.0), S(0.0)}},
+          {"z", {T({0.3, -0.8, 1.1}), T({-0.2, 0.5, 0.7})}},
+          {"c", {torch::tensor({2, 0, 1}), torch::tensor({1, 1, 0})}}};
+}
+
+// As tracegraph_run: loss(), then `steps` loss_and_grads calls on one param store and one
+// FixDraws (gradients zeroed in between): each call's loss, gradients and param values.
+template <class Guide>
+void check_tracegraph_run(ELBO& elbo, Guide guide, const std::string& case_name) {
+  const auto& ref = pyro_cases("tracegraph").at(case_name);
+  INFO(case_name);
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{tg_fixed(), {}};
+    auto g = fix_draws(guide, draws);
+    CHECK(elbo.loss(tg_model, g) == doctest::Approx(ref.at("loss").get<double>()).epsilon(1e-9));
+  }
+  ParamStore store;
+  ParamStoreScope scope(store);
+  FixedDraws draws{tg_fixed(), {}};
+  auto g = fix_draws(guide, draws);
+  for (size_t i = 0; i < ref.at("steps").size(); ++i) {
+    const auto& step = ref.at("steps")[i];
+    for (const auto& n : store.names())
+      if (store.unconstrained(n).grad().defined()) store.unconstrained(n).mutable_grad().zero_();
+    CHECK(elbo.loss_and_grads(tg_model, g) == doctest::Approx(step.at("loss").get<double>()).epsilon(1e-9));
+    check_grads(store, step.at("grads"), cat(case_name, " step ", i));
+    for (const auto& [name, value] : step.at("params").items()) {
+      REQUIRE_MESSAGE(store.contains(name), "no param '" << name << "'");
+      check_close(store.get(name), value, cat(case_name, " step ", i, " param ", name));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Pyro parity: TraceGraph_ELBO uses downstream costs only (loss, surrogate, gradients)") {
+  TraceGraph_ELBO elbo;
+  check_tracegraph_run(elbo, make_tg_guide(), "tracegraph_plain");
+  {
+    ParamStore store;
+    ParamStoreScope scope(store);
+    FixedDraws draws{tg_fixed(), {}};
+    auto g = fix_draws(make_tg_guide(), draws);
+    auto [loss, surrogate] = elbo.compute_loss_and_surrogate(bind_program(tg_model), bind_program(g));
+    CHECK(surrogate.item<double>() ==
+          doctest::Approx(pyro_cases("tracegraph").at("tracegraph_plain").at("surrogate").get<double>()).epsilon(1e-9));
+  }
+  TraceGraph_ELBO two(ELBOOptions().num_particles(2));
+  check_tracegraph_run(two, make_tg_guide(), "tracegraph_2particles");
+  // Trace_ELBO on the same draws: the score terms differ (the fixture pins both).
+  Trace_ELBO trace_elbo;
+  check_tracegraph_run(trace_elbo, make_tg_guide(), "trace_elbo_same_model");
+  const auto& plain = pyro_cases("tracegraph").at("tracegraph_plain").at("steps")[0].at("grads").at("z_loc");
+  const auto& full = pyro_cases("tracegraph").at("trace_elbo_same_model").at("steps")[0].at("grads").at("z_loc");
+  CHECK_FALSE(torch::allclose(fixture_tensor(plain), fixture_tensor(full), 1e-3, 1e-3));
+}
+
+TEST_CASE("Pyro parity: TraceGraph_ELBO baselines (decaying average, learned value, nn)") {
+  TraceGraph_ELBO elbo;
+  check_tracegraph_run(elbo,
+                       make_tg_guide([](const std::string& n) {
+                         InferConfig c;
+                         if (n == "a") c.baseline = BaselineOptions().use_decaying_avg_baseline(true).baseline_beta(0.8);
+                         if (n == "c") c.baseline = BaselineOptions().baseline_value(param("c_baseline", T({0.3, -0.5, 1.0})));
+                         return c;
+                       }),
+                       "tracegraph_baselines");
+  torch::nn::Linear net(torch::nn::LinearOptions(3, 3));
+  net->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    net->weight.copy_(torch::tensor({0.2, -0.1, 0.3, 0.05, 0.4, -0.2, -0.3, 0.1, 0.25}, torch::kDouble).reshape({3, 3}));
+    net->bias.copy_(T({0.1, -0.2, 0.05}));
+  }
+  auto tg_guide = make_tg_guide([net](const std::string& n) mutable {
+    InferConfig c;
+    if (n == "c")
+      c.baseline = BaselineOptions()
+                       .nn_baseline([net](const torch::Tensor& x) mutable { return net->forward(x); })
+                       .nn_baseline_input(T({0.3, -0.6, 0.9}));
+    return c;
+  });
+  auto guide = [&net, tg_guide] {
+    module("bl", net);
+    tg_guide();
+  };
+  check_tracegraph_run(elbo, guide, "tracegraph_nn_baseline");
+}
+
+TEST_CASE("TraceGraph_ELBO rejects a baseline of the wrong shape and enumerated guide sites") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  TraceGraph_ELBO elbo;
+  auto bad = make_tg_guide([](const std::string& n) {
+    InferConfig c;
+    if (n == "c") c.baseline = BaselineOptions().baseline_value(T({0.3, -0.5}));
+    return c;
+  });
+  CHECK_THROWS_WITH_AS(elbo.loss_and_grads(tg_model, bad), doctest::Contains("shape of its downstream cost, [3]"), ValueError);
+  auto enumerated = make_tg_guide([](const std::string& n) {
+    InferConfig c;
+    if (n == "a") c.enumerate = "parallel";
+    return c;
+  });
+  CHECK_THROWS_WITH_AS(elbo.loss(tg_model, enumerated), doctest::Contains("use TraceEnum_ELBO"), ValueError);
+}
