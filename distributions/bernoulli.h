@@ -1,6 +1,8 @@
 #pragma once
 /// \file Bernoulli(probs | logits).
 
+#include <limits>
+
 #include "distributions/mixin.h"
 #include "distributions/util.h"
 
@@ -26,6 +28,11 @@ class Bernoulli : public DistributionMixin<Bernoulli> {
   torch::Tensor mean() const override { return probs; }
   torch::Tensor variance() const override { return probs * (1 - probs); }
   torch::Tensor entropy() const override;
+  /// 1 where probs > 0.5, 0 where below, NaN at exactly 0.5 (as torch).
+  torch::Tensor mode() const override {
+    auto nan = torch::full({}, std::numeric_limits<double>::quiet_NaN(), probs.options());
+    return torch::where(probs == 0.5, nan, (probs >= 0.5).to(probs.dtype()));
+  }
   ConstraintPtr support() const override { return constraints::boolean(); }
   bool has_enumerate_support() const override { return true; }
   torch::Tensor enumerate_support(bool expand = true) const override;

@@ -1,6 +1,7 @@
 #pragma once
 /// \file Beta(concentration1, concentration0), reparameterisable through the Dirichlet gradient.
 
+#include "distributions/dirichlet.h"
 #include "distributions/mixin.h"
 
 namespace ember::dist {
@@ -22,6 +23,9 @@ class Beta : public DistributionMixin<Beta> {
   torch::Tensor mean() const override { return concentration1 / (concentration1 + concentration0); }
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override {
+    return detail::dirichlet_mode(torch::stack({concentration1, concentration0}, -1)).select(-1, 0);
+  }
   ConstraintPtr support() const override { return constraints::unit_interval(); }
 };
 

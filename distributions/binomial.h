@@ -27,6 +27,7 @@ class Binomial : public DistributionMixin<Binomial> {
   torch::Tensor variance() const override { return total_count * probs * (1 - probs); }
   /// Exact entropy by summing over {0, ..., max(total_count)}.
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return torch::minimum(((total_count + 1) * probs).floor(), total_count); }
   ConstraintPtr support() const override { return constraints::integer_interval(torch::zeros({}, total_count.options()), total_count); }
   bool has_enumerate_support() const override { return true; }
   /// Values {0, ..., n}; requires every total_count to equal n (as torch).

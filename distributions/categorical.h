@@ -29,6 +29,7 @@ class Categorical : public DistributionMixin<Categorical> {
   /// NaN, as torch.
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return probs.argmax(-1); }
   ConstraintPtr support() const override { return constraints::integer_interval(0, num_categories() - 1); }
   bool has_enumerate_support() const override { return true; }
   torch::Tensor enumerate_support(bool expand = true) const override;

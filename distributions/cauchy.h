@@ -23,6 +23,7 @@ class Cauchy : public DistributionMixin<Cauchy> {
   torch::Tensor mean() const override;
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return loc; }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override;
   ConstraintPtr support() const override { return constraints::real(); }

@@ -152,4 +152,23 @@ ConstraintPtr independent(ConstraintPtr base, int64_t n) {
   return std::make_shared<Independent>(std::move(base), n);
 }
 
+// ---------------------------------------------------------------- added with issue #15
+
+std::string TensorGreaterThanEq::name() const {
+  if (lower.numel() == 1) return cat("greater_than_eq(", num(lower.item<double>()), ")");
+  return cat("greater_than_eq(lower of shape ", shape_str(lower.sizes()), ")");
+}
+torch::Tensor TensorGreaterThanEq::check(const torch::Tensor& v) const { return v >= lower; }
+
+torch::Tensor CorrCholesky::check(const torch::Tensor& v) const {
+  const double eps = v.scalar_type() == torch::kDouble ? 2.220446049250313e-16 : 1.1920928955078125e-07;
+  const double tol = eps * static_cast<double>(v.size(-1)) * 10;
+  auto row_norm = torch::linalg_vector_norm(v.detach(), 2, {-1}, false, c10::nullopt);
+  auto unit_rows = ((row_norm - 1).abs() <= tol).all(-1);
+  return LowerCholesky().check(v) & unit_rows;
+}
+
+ConstraintPtr greater_than_eq(const torch::Tensor& lower) { return std::make_shared<TensorGreaterThanEq>(lower); }
+ConstraintPtr corr_cholesky() { static const ConstraintPtr c = std::make_shared<CorrCholesky>(); return c; }
+
 }  // namespace ember::constraints

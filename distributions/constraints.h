@@ -176,5 +176,24 @@ ConstraintPtr multinomial(int64_t total_count);
 /// `base` with `n` extra rightmost dims reinterpreted as event dims.
 ConstraintPtr independent(ConstraintPtr base, int64_t n);
 
+/// x >= lower with a tensor bound broadcast against the value (Pareto's support).
+struct TensorGreaterThanEq : Constraint {
+  torch::Tensor lower;
+  explicit TensorGreaterThanEq(torch::Tensor lo) : lower(std::move(lo)) {}
+  std::string name() const override;
+  torch::Tensor check(const torch::Tensor& v) const override;
+};
+/// Lower Cholesky factors of correlation matrices: lower-triangular, positive diagonal, rows of
+/// unit Euclidean norm within 10 * n * dtype epsilon (as torch).
+struct CorrCholesky : Constraint {
+  std::string name() const override { return "corr_cholesky"; }
+  torch::Tensor check(const torch::Tensor& v) const override;
+  int64_t event_dim() const override { return 2; }
+};
+/// x >= lower elementwise, with a tensor bound.
+ConstraintPtr greater_than_eq(const torch::Tensor& lower);
+/// Cholesky factors of correlation matrices (event_dim 2).
+ConstraintPtr corr_cholesky();
+
 
 }  // namespace ember::constraints

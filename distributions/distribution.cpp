@@ -74,6 +74,7 @@ torch::Tensor Distribution::rsample(const Shape&) const {
 torch::Tensor Distribution::mean() const { throw NotImplementedError(cat(name(), " does not implement mean")); }
 torch::Tensor Distribution::variance() const { throw NotImplementedError(cat(name(), " does not implement variance")); }
 torch::Tensor Distribution::entropy() const { throw NotImplementedError(cat(name(), " does not implement entropy")); }
+torch::Tensor Distribution::mode() const { throw NotImplementedError(cat(name(), " does not implement mode")); }
 torch::Tensor Distribution::cdf(const torch::Tensor&) const {
   throw NotImplementedError(cat(name(), " does not implement cdf"));
 }

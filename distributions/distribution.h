@@ -76,6 +76,9 @@ class Distribution {
   virtual torch::Tensor stddev() const { return variance().sqrt(); }
   /// Entropy, where defined in closed form.
   virtual torch::Tensor entropy() const;
+  /// The most probable value (torch's `mode`), where torch defines it; NaN where the mode is
+  /// not unique or does not exist (Uniform, Bernoulli(0.5)).
+  virtual torch::Tensor mode() const;
   /// Cumulative distribution function (univariate distributions).
   virtual torch::Tensor cdf(const torch::Tensor& value) const;
   /// Inverse CDF (univariate distributions).

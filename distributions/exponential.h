@@ -22,6 +22,7 @@ class Exponential : public DistributionMixin<Exponential> {
   torch::Tensor variance() const override { return rate.pow(-2); }
   torch::Tensor stddev() const override { return rate.reciprocal(); }
   torch::Tensor entropy() const override { return 1.0 - rate.log(); }
+  torch::Tensor mode() const override { return torch::zeros_like(rate); }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override { return -(-prob).log1p() / rate; }
   ConstraintPtr support() const override { return constraints::nonnegative(); }

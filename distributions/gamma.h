@@ -25,6 +25,7 @@ class Gamma : public DistributionMixin<Gamma> {
   torch::Tensor mean() const override { return concentration / rate; }
   torch::Tensor variance() const override { return concentration / rate.pow(2); }
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return ((concentration - 1) / rate).clamp_min(0); }
   /// The regularised lower incomplete gamma function P(concentration, rate * x).
   torch::Tensor cdf(const torch::Tensor& value) const override;
   ConstraintPtr support() const override { return constraints::nonnegative(); }

@@ -24,6 +24,7 @@ class Geometric : public DistributionMixin<Geometric> {
   torch::Tensor mean() const override { return 1 / probs - 1; }
   torch::Tensor variance() const override { return (1 / probs - 1) / probs; }
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return torch::zeros_like(probs); }
   ConstraintPtr support() const override { return constraints::nonnegative_integer(); }
 };
 

@@ -22,6 +22,7 @@ class HalfCauchy : public DistributionMixin<HalfCauchy> {
   torch::Tensor mean() const override;
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return torch::zeros_like(scale); }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override;
   ConstraintPtr support() const override { return constraints::nonnegative(); }

@@ -23,6 +23,7 @@ class Independent : public Distribution {
   torch::Tensor mean() const override { return base_->mean(); }
   torch::Tensor variance() const override { return base_->variance(); }
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return base_->mode(); }
   ConstraintPtr support() const override { return constraints::independent(base_->support(), n_); }
   bool has_enumerate_support() const override { return n_ == 0 && base_->has_enumerate_support(); }
   torch::Tensor enumerate_support(bool expand = true) const override;

@@ -5,20 +5,28 @@
 
 #include <limits>
 #include <map>
+#include <optional>
 #include <mutex>
 
 #include "distributions/bernoulli.h"
 #include "distributions/beta.h"
+#include "distributions/binomial.h"
 #include "distributions/categorical.h"
 #include "distributions/dirichlet.h"
 #include "distributions/exponential.h"
 #include "distributions/gamma.h"
+#include "distributions/geometric.h"
+#include "distributions/gumbel.h"
+#include "distributions/half_normal.h"
 #include "distributions/independent.h"
 #include "distributions/laplace.h"
+#include "distributions/log_normal.h"
+#include "distributions/lowrank_multivariate_normal.h"
 #include "distributions/masked.h"
 #include "distributions/multivariate_normal.h"
 #include "distributions/normal.h"
 #include "distributions/one_hot_categorical.h"
+#include "distributions/pareto.h"
 #include "distributions/poisson.h"
 #include "distributions/uniform.h"
 
@@ -121,11 +129,66 @@ torch::Tensor kl_mvn(const MultivariateNormal& p, const MultivariateNormal& q) {
   return half_term1 + 0.5 * (term2 + term3 - n);
 }
 
+// ---------------------------------------------------------------- pairs added with issue #15
+
+constexpr double kEuler = 0.57721566490153286061;
+
+torch::Tensor kl_lognormal(const LogNormal& p, const LogNormal& q) {
+  // KL is invariant under the shared bijection exp: that of the underlying Normals.
+  return kl_normal(Normal(p.loc, p.scale, false), Normal(q.loc, q.scale, false));
+}
+
+torch::Tensor kl_halfnormal(const HalfNormal& p, const HalfNormal& q) {
+  auto var_ratio = (p.scale / q.scale).pow(2);
+  return 0.5 * (var_ratio - 1 - var_ratio.log());
+}
+
+torch::Tensor kl_binomial(const Binomial& p, const Binomial& q) {
+  if ((p.total_count < q.total_count).any().item<bool>())
+    throw NotImplementedError(cat("kl_divergence(Binomial, Binomial): p's total_count is below q's somewhere; "
+                                  "that KL is not implemented (as in torch)"));
+  auto kl = p.total_count * (p.probs * (p.logits - q.logits) + (-p.probs).log1p() - (-q.probs).log1p());
+  return inf_where(p.total_count > q.total_count, kl);
+}
+
+torch::Tensor kl_geometric(const Geometric& p, const Geometric& q) {
+  return -p.entropy() - torch::log1p(-q.probs) / p.probs - q.logits;
+}
+
+torch::Tensor kl_gumbel(const Gumbel& p, const Gumbel& q) {
+  auto ct1 = p.scale / q.scale, ct2 = q.loc / q.scale, ct3 = p.loc / q.scale;
+  auto t1 = -ct1.log() - ct2 + ct3;
+  auto t2 = ct1 * kEuler;
+  auto t3 = torch::exp(ct2 + (1 + ct1).lgamma() - ct3);
+  return t1 + t2 + t3 - (1 + kEuler);
+}
+
+torch::Tensor kl_pareto(const Pareto& p, const Pareto& q) {
+  auto scale_ratio = p.scale / q.scale, alpha_ratio = q.alpha / p.alpha;
+  auto r = q.alpha * scale_ratio.log() - alpha_ratio.log() + alpha_ratio - 1;
+  return inf_where(p.scale < q.scale, r);  // p puts mass below q's support
+}
+
+// Low-rank Gaussians through their dense covariance (O(n^3), exact).
+MultivariateNormal dense(const LowRankMultivariateNormal& d) {
+  return MultivariateNormal(d.loc, CovarianceMatrix{d.covariance_matrix()}, false);
+}
+
+struct KLEntry {
+  std::optional<KLType> p, q;  // absent for pairs registered by type_index only (exact match)
+  KLFn fn;
+};
+
 struct KLRegistry {
   std::mutex mutex;
-  std::map<std::pair<std::type_index, std::type_index>, KLFn> fns;
+  std::map<std::pair<std::type_index, std::type_index>, KLEntry> fns;
   KLRegistry();
 };
+
+// Whether registered class `derived` is `base` or derives from it.
+bool derives(const KLType& derived, const KLType& base) {
+  return derived.type == base.type || base.catches(derived.throw_null);
+}
 
 KLRegistry& registry() {
   static KLRegistry r;
@@ -134,9 +197,10 @@ KLRegistry& registry() {
 
 template <class P, class Q, class F>
 void add(KLRegistry& r, F fn) {
-  r.fns[{std::type_index(typeid(P)), std::type_index(typeid(Q))}] = [fn](const Distribution& p, const Distribution& q) {
-    return fn(static_cast<const P&>(p), static_cast<const Q&>(q));
-  };
+  r.fns[{std::type_index(typeid(P)), std::type_index(typeid(Q))}] =
+      KLEntry{KLType::of<P>(), KLType::of<Q>(), [fn](const Distribution& p, const Distribution& q) {
+                return fn(static_cast<const P&>(p), static_cast<const Q&>(q));
+              }};
 }
 
 KLRegistry::KLRegistry() {
@@ -156,6 +220,18 @@ KLRegistry::KLRegistry() {
   add<Poisson, Poisson>(*this, kl_poisson);
   add<Uniform, Uniform>(*this, kl_uniform);
   add<MultivariateNormal, MultivariateNormal>(*this, kl_mvn);
+  add<LowRankMultivariateNormal, LowRankMultivariateNormal>(
+      *this, [](const LowRankMultivariateNormal& p, const LowRankMultivariateNormal& q) { return kl_mvn(dense(p), dense(q)); });
+  add<LowRankMultivariateNormal, MultivariateNormal>(
+      *this, [](const LowRankMultivariateNormal& p, const MultivariateNormal& q) { return kl_mvn(dense(p), q); });
+  add<MultivariateNormal, LowRankMultivariateNormal>(
+      *this, [](const MultivariateNormal& p, const LowRankMultivariateNormal& q) { return kl_mvn(p, dense(q)); });
+  add<LogNormal, LogNormal>(*this, kl_lognormal);
+  add<HalfNormal, HalfNormal>(*this, kl_halfnormal);
+  add<Binomial, Binomial>(*this, kl_binomial);
+  add<Geometric, Geometric>(*this, kl_geometric);
+  add<Gumbel, Gumbel>(*this, kl_gumbel);
+  add<Pareto, Pareto>(*this, kl_pareto);
   // As Pyro: the masks are and-ed; a constant false mask skips the base KL.
   add<MaskedDistribution, MaskedDistribution>(*this, [](const MaskedDistribution& p, const MaskedDistribution& q) {
     const auto pc = p.constant_mask(), qc = q.constant_mask();
@@ -182,7 +258,20 @@ KLFn lookup(const Distribution& p, const Distribution& q) {
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   auto it = r.fns.find({std::type_index(typeid(p)), std::type_index(typeid(q))});
-  return it == r.fns.end() ? KLFn{} : it->second;
+  if (it != r.fns.end()) return it->second.fn;
+  // As torch: among pairs registered for parent types, the most specific one, p compared first.
+  const KLEntry* best = nullptr;
+  for (const auto& [types, entry] : r.fns) {
+    if (!entry.p || !entry.p->is_instance(p) || !entry.q->is_instance(q)) continue;
+    if (!best) {
+      best = &entry;
+      continue;
+    }
+    const bool p_narrower = derives(*entry.p, *best->p) && entry.p->type != best->p->type;
+    const bool same_p = entry.p->type == best->p->type;
+    if (p_narrower || (same_p && derives(*entry.q, *best->q))) best = &entry;
+  }
+  return best ? best->fn : KLFn{};
 }
 }  // namespace
 
@@ -205,7 +294,14 @@ bool has_kl(const Distribution& p, const Distribution& q) { return static_cast<b
 void register_kl(std::type_index p_type, std::type_index q_type, KLFn fn) {
   auto& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  r.fns[{p_type, q_type}] = std::move(fn);
+  r.fns[{p_type, q_type}] = KLEntry{std::nullopt, std::nullopt, std::move(fn)};
+}
+
+void register_kl(KLType p, KLType q, KLFn fn) {
+  auto& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  const std::pair<std::type_index, std::type_index> key{p.type, q.type};
+  r.fns[key] = KLEntry{std::move(p), std::move(q), std::move(fn)};
 }
 
 }  // namespace ember::dist

@@ -23,6 +23,7 @@ class Laplace : public DistributionMixin<Laplace> {
   torch::Tensor mean() const override { return loc; }
   torch::Tensor variance() const override { return 2 * scale.pow(2); }
   torch::Tensor entropy() const override { return 1 + (2 * scale).log(); }
+  torch::Tensor mode() const override { return loc; }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override;
   ConstraintPtr support() const override { return constraints::real(); }

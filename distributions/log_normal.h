@@ -23,6 +23,7 @@ class LogNormal : public DistributionMixin<LogNormal> {
   torch::Tensor mean() const override;
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return (loc - scale.pow(2)).exp(); }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override;
   ConstraintPtr support() const override { return constraints::positive(); }

@@ -28,6 +28,7 @@ class LowRankMultivariateNormal : public DistributionMixin<LowRankMultivariateNo
   torch::Tensor mean() const override { return loc; }
   torch::Tensor variance() const override { return cov_factor.pow(2).sum(-1) + cov_diag; }
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return loc; }
   ConstraintPtr support() const override { return constraints::real_vector(); }
   /// W W^T + diag(D).
   torch::Tensor covariance_matrix() const;

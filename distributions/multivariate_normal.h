@@ -43,6 +43,7 @@ class MultivariateNormal : public DistributionMixin<MultivariateNormal> {
   /// Marginal variances (the covariance diagonal).
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return loc; }
   ConstraintPtr support() const override { return constraints::real_vector(); }
   /// L L^T.
   torch::Tensor covariance_matrix() const;

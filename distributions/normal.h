@@ -24,6 +24,7 @@ class Normal : public DistributionMixin<Normal> {
   torch::Tensor variance() const override { return scale.pow(2); }
   torch::Tensor stddev() const override { return scale; }
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return loc; }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override;
   ConstraintPtr support() const override { return constraints::real(); }

@@ -24,6 +24,9 @@ class OneHotCategorical : public DistributionMixin<OneHotCategorical> {
   torch::Tensor mean() const override { return probs; }
   torch::Tensor variance() const override { return probs * (1 - probs); }
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override {
+    return torch::one_hot(probs.argmax(-1), probs.size(-1)).to(probs.dtype());
+  }
   ConstraintPtr support() const override { return constraints::one_hot(); }
   bool has_enumerate_support() const override { return true; }
   torch::Tensor enumerate_support(bool expand = true) const override;

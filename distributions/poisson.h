@@ -19,6 +19,7 @@ class Poisson : public DistributionMixin<Poisson> {
   torch::Tensor log_prob(const torch::Tensor& value) const override;
   torch::Tensor mean() const override { return rate; }
   torch::Tensor variance() const override { return rate; }
+  torch::Tensor mode() const override { return rate.floor(); }
   ConstraintPtr support() const override { return constraints::nonnegative_integer(); }
 };
 

@@ -24,6 +24,7 @@ class StudentT : public DistributionMixin<StudentT> {
   torch::Tensor mean() const override;
   torch::Tensor variance() const override;
   torch::Tensor entropy() const override;
+  torch::Tensor mode() const override { return loc; }
   ConstraintPtr support() const override { return constraints::real(); }
 };
 

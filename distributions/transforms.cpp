@@ -312,6 +312,11 @@ Registry::Registry() {
   both(typeid(PositiveDefinite), [](const Constraint&) { return compose({lower_cholesky(), cholesky_to_positive_definite()}); });
   // The simplex differs, as in torch: softmax over K values for optimisation, stick-breaking
   // over K - 1 values where a bijection is needed.
+  both(typeid(CorrCholesky), [](const Constraint&) { return corr_cholesky(); });
+  both(typeid(TensorGreaterThanEq), [](const Constraint& c) {
+    const auto& g = static_cast<const TensorGreaterThanEq&>(c);
+    return compose({exp(), affine(g.lower, torch::ones_like(g.lower))});
+  });
   transform_to[typeid(Simplex)] = [](const Constraint&) { return softmax(); };
   biject_to[typeid(Simplex)] = [](const Constraint&) { return stick_breaking(); };
   transform_to[typeid(constraints::Independent)] = [](const Constraint& c) {
@@ -381,5 +386,139 @@ void register_biject_to(std::type_index type, TransformFactory factory) {
   std::lock_guard<std::mutex> lock(r.mutex);
   r.biject_to[type] = std::move(factory);
 }
+
+// ---------------------------------------------------------------- added with issue #15
+
+namespace {
+
+struct Tanh : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return torch::tanh(x); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return 0.5 * (y.log1p() - (-y).log1p()); }
+  // log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)): no cancellation for large |x|.
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor&) const override {
+    return 2. * (std::log(2.0) - x - torch::nn::functional::softplus(-2. * x));
+  }
+  constraints::ConstraintPtr codomain() const override {
+    static const auto c = std::make_shared<constraints::Interval>(-1.0, 1.0);
+    return c;
+  }
+  int sign() const override { return 1; }
+  std::string name() const override { return "tanh"; }
+};
+
+struct Power : Transform {
+  torch::Tensor exponent;
+  explicit Power(torch::Tensor e) : exponent(std::move(e)) {}
+  torch::Tensor forward(const torch::Tensor& x) const override { return x.pow(exponent); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return y.pow(exponent.reciprocal()); }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const override {
+    return (exponent * y / x).abs().log();
+  }
+  std::vector<int64_t> forward_shape(std::vector<int64_t> shape) const override {
+    return broadcast_shapes(shape, to_shape(exponent.sizes()), "power.forward_shape");
+  }
+  std::vector<int64_t> inverse_shape(std::vector<int64_t> shape) const override { return forward_shape(std::move(shape)); }
+  constraints::ConstraintPtr codomain() const override { return constraints::positive(); }
+  int sign() const override {
+    if ((exponent > 0).all().item<bool>()) return 1;
+    if ((exponent < 0).all().item<bool>()) return -1;
+    return 0;
+  }
+  TransformPtr to(const torch::TensorOptions& options) const override { return std::make_shared<Power>(exponent.to(options)); }
+  std::string name() const override {
+    return exponent.numel() == 1 ? cat("power(", exponent.item<double>(), ")") : "power";
+  }
+};
+
+struct Abs : Transform {
+  torch::Tensor forward(const torch::Tensor& x) const override { return x.abs(); }
+  torch::Tensor inverse(const torch::Tensor& y) const override { return y; }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor&, const torch::Tensor&) const override {
+    throw NotImplementedError("abs: |x| is not injective, so it has no log_abs_det_jacobian (fold the density instead, "
+                              "as FoldedDistribution does)");
+  }
+  constraints::ConstraintPtr codomain() const override { return constraints::positive(); }
+  std::string name() const override { return "abs"; }
+};
+
+// Row-major (row, column) indices of the entries strictly below diagonal `diag` of an n x n matrix.
+torch::Tensor tril_indices(int64_t n, int64_t diag, const torch::Tensor& like) {
+  return torch::tril_indices(n, n, diag, like.options().dtype(torch::kLong));
+}
+
+struct CorrCholeskyT : Transform {
+  static int64_t side(int64_t n_below, const char* what) {
+    const auto d = static_cast<int64_t>(std::llround(std::sqrt(0.25 + 2.0 * static_cast<double>(n_below)) + 0.5));
+    if (d * (d - 1) / 2 != n_below)
+      throw ShapeError(cat("corr_cholesky.", what, ": the last dim (", n_below,
+                           ") is not the number of below-diagonal entries n (n - 1) / 2 of a square matrix"));
+    return d;
+  }
+  torch::Tensor forward(const torch::Tensor& x_) const override {
+    const double eps = dist::finfo_eps(x_.scalar_type());
+    auto x = torch::tanh(x_).clamp(-1 + eps, 1 - eps);
+    const int64_t d = side(x.size(-1), "forward");
+    auto idx = tril_indices(d, -1, x);
+    Shape shape = to_shape(x.sizes());
+    shape.back() = d;
+    shape.push_back(d);
+    auto r = torch::zeros(shape, x.options());
+    using torch::indexing::Ellipsis;
+    r.index_put_({Ellipsis, idx[0], idx[1]}, x);
+    // Each row: a signed stick-breaking of the squared entries, the diagonal taking what is left.
+    auto z1m_cumprod_sqrt = (1 - r.pow(2)).sqrt().cumprod(-1);
+    namespace F = torch::nn::functional;
+    auto shifted = F::pad(z1m_cumprod_sqrt.narrow(-1, 0, d - 1), F::PadFuncOptions({1, 0}).value(1.0));
+    return (r + torch::eye(d, x.options())) * shifted;
+  }
+  torch::Tensor inverse(const torch::Tensor& y) const override {
+    const int64_t d = y.size(-1);
+    namespace F = torch::nn::functional;
+    auto y_cumsum = 1 - (y * y).cumsum(-1);
+    auto shifted = F::pad(y_cumsum.narrow(-1, 0, d - 1), F::PadFuncOptions({1, 0}).value(1.0));
+    auto idx = tril_indices(d, -1, y);
+    using torch::indexing::Ellipsis;
+    auto t = y.index({Ellipsis, idx[0], idx[1]}) / shifted.index({Ellipsis, idx[0], idx[1]}).sqrt();
+    return ((1 + t) / (1 - t)).log() / 2;
+  }
+  torch::Tensor log_abs_det_jacobian(const torch::Tensor& x, const torch::Tensor& y) const override {
+    const int64_t d = y.size(-1);
+    auto y1m_cumsum = 1 - (y * y).cumsum(-1);
+    auto idx = tril_indices(d, -2, y);
+    using torch::indexing::Ellipsis;
+    auto stick_breaking = 0.5 * y1m_cumsum.index({Ellipsis, idx[0], idx[1]}).log().sum(-1);
+    auto tanh_part = -2 * (x + torch::nn::functional::softplus(-2 * x) - std::log(2.0)).sum(-1);
+    return stick_breaking + tanh_part;
+  }
+  int64_t domain_event_dim() const override { return 1; }
+  int64_t codomain_event_dim() const override { return 2; }
+  std::vector<int64_t> forward_shape(std::vector<int64_t> s) const override {
+    if (s.empty()) throw ShapeError("corr_cholesky.forward_shape: the value needs at least one dim");
+    const int64_t d = side(s.back(), "forward_shape");
+    s.back() = d;
+    s.push_back(d);
+    return s;
+  }
+  std::vector<int64_t> inverse_shape(std::vector<int64_t> s) const override {
+    if (s.size() < 2 || s[s.size() - 1] != s[s.size() - 2])
+      throw ShapeError(cat("corr_cholesky.inverse_shape: expected square matrices, got shape ", shape_str(s)));
+    const int64_t d = s.back();
+    s.pop_back();
+    s.back() = d * (d - 1) / 2;
+    return s;
+  }
+  constraints::ConstraintPtr codomain() const override { return constraints::corr_cholesky(); }
+  std::string name() const override { return "corr_cholesky"; }
+};
+
+}  // namespace
+
+TransformPtr tanh() { static const TransformPtr t = std::make_shared<Tanh>(); return t; }
+TransformPtr power(torch::Tensor exponent) { return std::make_shared<Power>(std::move(exponent)); }
+TransformPtr power(double exponent) {
+  return std::make_shared<Power>(torch::scalar_tensor(exponent, torch::TensorOptions().dtype(torch::kDouble)));
+}
+TransformPtr abs() { static const TransformPtr t = std::make_shared<Abs>(); return t; }
+TransformPtr corr_cholesky() { static const TransformPtr t = std::make_shared<CorrCholeskyT>(); return t; }
 
 }  // namespace ember::transforms

@@ -80,6 +80,18 @@ TransformPtr lower_cholesky();
 TransformPtr cholesky_to_positive_definite();
 /// `base` with `n` extra rightmost dims treated as one event.
 TransformPtr independent(TransformPtr base, int64_t n);
+/// y = tanh(x), onto (-1, 1) (torch's TanhTransform; the Jacobian is computed stably from x).
+TransformPtr tanh();
+/// y = x^exponent on the positive reals (torch's PowerTransform); `exponent` broadcasts with x.
+TransformPtr power(torch::Tensor exponent);
+/// y = x^exponent with a scalar exponent.
+TransformPtr power(double exponent);
+/// y = |x| (torch's AbsTransform): not injective, so its inverse is the identity on y >= 0 and
+/// log_abs_det_jacobian throws; FoldedDistribution uses it.
+TransformPtr abs();
+/// R^{n(n-1)/2} -> Cholesky factors of n x n correlation matrices (torch's CorrCholeskyTransform):
+/// row-major below-diagonal entries through tanh and a signed stick-breaking per row.
+TransformPtr corr_cholesky();
 
 /// A transform from the reals onto constraint `c` (torch's `transform_to`): what the param
 /// store uses. Not necessarily bijective: for the simplex it is softmax over K values.

@@ -1,6 +1,8 @@
 #pragma once
 /// \file Uniform(low, high): the continuous uniform distribution, reparameterisable.
 
+#include <limits>
+
 #include "distributions/mixin.h"
 
 namespace ember::dist {
@@ -21,6 +23,7 @@ class Uniform : public DistributionMixin<Uniform> {
   torch::Tensor mean() const override { return (low + high) / 2; }
   torch::Tensor variance() const override { return (high - low).pow(2) / 12; }
   torch::Tensor entropy() const override { return (high - low).log(); }
+  torch::Tensor mode() const override { return torch::full_like(high, std::numeric_limits<double>::quiet_NaN()); }
   torch::Tensor cdf(const torch::Tensor& value) const override;
   torch::Tensor icdf(const torch::Tensor& prob) const override { return low + prob * (high - low); }
   /// The interval [low, high] (elementwise tensor bounds).
