@@ -98,27 +98,49 @@ std::string render_line_plot_png(const std::vector<Series>& series, const PlotOp
   if (o.markers() < -1 || o.markers() > 1) throw ValueError(cat("plot: markers mode ", o.markers(), " is not -1, 0 or 1"));
   // Validate and transform every value before PLplot is touched (PLplot exit()s on some errors).
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-  std::vector<std::vector<double>> ys;
+  // Values as drawn (log10 on a log axis): xs, ys, and each band's lows and highs.
+  std::vector<std::vector<double>> xs, ys, lows, highs;
+  auto axis_value = [&](const Series& s, size_t i, double v, bool log_axis, const char* what) {
+    if (!log_axis) return v;
+    if (v <= 0) throw ValueError(cat("plot: series '", s.name, "' point ", i, " has ", what, " = ", v, " <= 0 on a log axis"));
+    return std::log10(v);
+  };
   for (const auto& s : series) {
     if (s.x.size() != s.y.size()) {
       throw ValueError(cat("plot: series '", s.name, "' has ", s.x.size(), " x values but ", s.y.size(), " y values"));
     }
     if (s.x.empty()) throw ValueError(cat("plot: series '", s.name, "' has no points"));
-    std::vector<double> y = s.y;
+    const bool band = !s.lower.empty() || !s.upper.empty();
+    if (band && (s.lower.size() != s.x.size() || s.upper.size() != s.x.size())) {
+      throw ValueError(cat("plot: series '", s.name, "' has ", s.x.size(), " points but a band of ", s.lower.size(), " lower and ",
+                           s.upper.size(), " upper values"));
+    }
+    std::vector<double> x(s.x.size()), y(s.y.size()), lo, hi;
     for (size_t i = 0; i < s.x.size(); ++i) {
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) {
         throw ValueError(cat("plot: series '", s.name, "' point ", i, " is (", s.x[i], ", ", s.y[i], "); values must be finite"));
       }
-      if (o.log_y()) {
-        if (s.y[i] <= 0) throw ValueError(cat("plot: series '", s.name, "' point ", i, " has y = ", s.y[i], " <= 0 on a log axis"));
-        y[i] = std::log10(s.y[i]);
-      }
-      xmin = std::min(xmin, s.x[i]);
-      xmax = std::max(xmax, s.x[i]);
+      x[i] = axis_value(s, i, s.x[i], o.log_x(), "x");
+      y[i] = axis_value(s, i, s.y[i], o.log_y(), "y");
+      xmin = std::min(xmin, x[i]);
+      xmax = std::max(xmax, x[i]);
       ymin = std::min(ymin, y[i]);
       ymax = std::max(ymax, y[i]);
+      if (band) {
+        if (!std::isfinite(s.lower[i]) || !std::isfinite(s.upper[i]) || s.lower[i] > s.upper[i]) {
+          throw ValueError(cat("plot: series '", s.name, "' band at point ", i, " is [", s.lower[i], ", ", s.upper[i],
+                               "]; bounds must be finite with lower <= upper"));
+        }
+        lo.push_back(axis_value(s, i, s.lower[i], o.log_y(), "band lower"));
+        hi.push_back(axis_value(s, i, s.upper[i], o.log_y(), "band upper"));
+        ymin = std::min(ymin, lo.back());
+        ymax = std::max(ymax, hi.back());
+      }
     }
+    xs.push_back(std::move(x));
     ys.push_back(std::move(y));
+    lows.push_back(std::move(lo));
+    highs.push_back(std::move(hi));
   }
   // A small x margin keeps end markers inside the frame; the y axis gets a bigger one.
   auto [x0, x1] = xmin < xmax ? std::pair<double, double>(xmin - (xmax - xmin) * 0.015, xmax + (xmax - xmin) * 0.015)
@@ -140,11 +162,16 @@ std::string render_line_plot_png(const std::vector<Series>& series, const PlotOp
   plsdev("pngcairo");
   plsfnam(tmp.path.c_str());
   plspage(0, 0, o.width(), o.height(), 0, 0);
-  plscmap0n(kFirstSeries + kPaletteSize);
+  plscmap0n(kFirstSeries + 2 * kPaletteSize);
   plscol0(0, 255, 255, 255);
   plscol0(kInk, 0, 0, 0);
   plscol0(kGrid, 220, 220, 220);
-  for (int i = 0; i < kPaletteSize; ++i) plscol0(kFirstSeries + i, kPalette[i][0], kPalette[i][1], kPalette[i][2]);
+  for (int i = 0; i < kPaletteSize; ++i) {
+    plscol0(kFirstSeries + i, kPalette[i][0], kPalette[i][1], kPalette[i][2]);
+    // The band tint: the series colour at 25% over white (opaque, so overlapping bands stay legible).
+    auto tint = [](int c) { return 255 - (255 - c) / 4; };
+    plscol0(kFirstSeries + kPaletteSize + i, tint(kPalette[i][0]), tint(kPalette[i][1]), tint(kPalette[i][2]));
+  }
   plinit();
   pladv(0);
   plschr(0, 1.1);
@@ -153,9 +180,19 @@ std::string render_line_plot_png(const std::vector<Series>& series, const PlotOp
   const char* yopt = o.log_y() ? "bcnstvl" : "bcnstv";
   plwidth(1.0);
   plcol0(kGrid);
-  plbox("g", 0, 0, o.log_y() ? "gl" : "g", 0, 0);
+  plbox(o.log_x() ? "gl" : "g", 0, 0, o.log_y() ? "gl" : "g", 0, 0);
+  // Bands under everything else, in series order.
+  for (size_t k = 0; k < series.size(); ++k) {
+    if (lows[k].empty()) continue;
+    std::vector<PLFLT> px(xs[k]), py(highs[k]);
+    px.insert(px.end(), xs[k].rbegin(), xs[k].rend());
+    py.insert(py.end(), lows[k].rbegin(), lows[k].rend());
+    plcol0(kFirstSeries + kPaletteSize + PLINT(k % kPaletteSize));
+    if (xs[k].size() > 1) plfill(PLINT(px.size()), px.data(), py.data());
+    plline(PLINT(px.size()), px.data(), py.data());  // a one-point band shows as a vertical bar
+  }
   plcol0(kInk);
-  plbox("bcnst", 0, 0, yopt, 0, 0);
+  plbox(o.log_x() ? "bcnstl" : "bcnst", 0, 0, yopt, 0, 0);
   pllab(plplot_text(o.x_label()).c_str(), plplot_text(o.y_label()).c_str(), plplot_text(o.title()).c_str());
 
   std::vector<std::string> names;
@@ -169,10 +206,10 @@ std::string render_line_plot_png(const std::vector<Series>& series, const PlotOp
     const bool mark = o.markers() == 1 || (o.markers() == -1 && s.x.size() <= 50);
     plcol0(color);
     plwidth(2.5);
-    if (s.x.size() > 1) plline(PLINT(s.x.size()), s.x.data(), ys[k].data());
+    if (s.x.size() > 1) plline(PLINT(s.x.size()), xs[k].data(), ys[k].data());
     if (mark || s.x.size() == 1) {
       plschr(0, s.x.size() == 1 ? 3.0 : 1.8);
-      plstring(PLINT(s.x.size()), s.x.data(), ys[k].data(), "•");
+      plstring(PLINT(s.x.size()), xs[k].data(), ys[k].data(), "•");
       plschr(0, 1.1);
     }
     names.push_back(plplot_text(s.name));

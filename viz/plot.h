@@ -32,6 +32,10 @@ struct Series {
   std::vector<double> x;
   /// Ordinates, e.g. losses; same length as x.
   std::vector<double> y;
+  /// Optional band (e.g. a 95% interval) drawn as a light fill behind the curve: both empty,
+  /// or both as long as x with lower[i] <= upper[i].
+  std::vector<double> lower = {};
+  std::vector<double> upper = {};
 };
 
 /// Labels and size of a plot.
@@ -46,8 +50,10 @@ struct PlotOptions {
   TORCH_ARG(int, width) = 800;
   /// Image height in pixels, in [100, 8192]. Default 600.
   TORCH_ARG(int, height) = 600;
-  /// Logarithmic y axis (all y must be > 0). Default false.
+  /// Logarithmic y axis (all y, and bands, must be > 0). Default false.
   TORCH_ARG(bool, log_y) = false;
+  /// Logarithmic x axis (all x must be > 0). Default false.
+  TORCH_ARG(bool, log_x) = false;
   /// Marks every point with a dot: 1 always, 0 never, -1 (default) when a series has <= 50 points.
   TORCH_ARG(int, markers) = -1;
 
@@ -57,9 +63,10 @@ struct PlotOptions {
 };
 
 /// Renders `series` (at least one, each with >= 1 point, all values finite) as a line plot
-/// with axes, grid, title, axis labels and a legend, and returns the PNG file's bytes.
-/// Throws ember::ValueError naming the series and index of a bad value (non-finite, or <= 0
-/// with log_y), mismatched x/y lengths, or bad options; ember::RuntimeError if PLplot's
+/// with axes, grid, title, axis labels and a legend (bands first, then the curves), and
+/// returns the PNG file's bytes. Throws ember::ValueError naming the series and index of a bad
+/// value (non-finite, <= 0 on a log axis, a band with lower > upper), mismatched x/y/band
+/// lengths, or bad options; ember::RuntimeError if PLplot's
 /// pngcairo device is missing or PLplot reports an error; ember::IOError if its temporary
 /// file cannot be made or read.
 std::string render_line_plot_png(const std::vector<Series>& series, const PlotOptions& options = {});
