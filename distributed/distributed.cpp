@@ -207,8 +207,28 @@ ProcessGroup::ProcessGroup(GroupOptions o) : impl_(std::make_unique<Impl>()) {
                         "; give every rank the same --world-size");
       }
       m.store->set("ember/ready", string_to_bytes(problem.empty() ? std::string("ok") : problem));
-      if (!problem.empty()) throw CommunicationError(cat(m.me(), ": the rendezvous failed: ", problem));
+      if (!problem.empty()) {
+        // Keep the store up until the ranks that joined have read why (or the grace period ends).
+        const auto deadline = Clock::now() + m.grace;
+        int64_t joined = 0;
+        for (int64_t q = 1; q < world; ++q) joined += m.store->check({cat("ember/hello/", q)}) ? 1 : 0;
+        while (m.store->add("ember/read", 0) < joined && Clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        throw CommunicationError(cat(m.me(), ": the rendezvous failed: ", problem));
+      }
     } else {
+      // Acknowledge rank 0's verdict (or this rank's own finding) before leaving, so rank 0
+      // keeps the store up until then.
+      struct Ack {
+        c10d::Store& store;
+        ~Ack() {
+          try {
+            store.add("ember/read", 1);
+          } catch (...) {
+            // rank 0 is gone already
+          }
+        }
+      } ack{*m.store};
       const auto zero = nlohmann::json::parse(bytes_to_string(m.store->get("ember/hello/0")));
       if (zero.at("world_size").get<int64_t>() != world)
         throw CommunicationError(cat(m.me(), ": this rank was started with world size ", world, " but rank 0 (",
@@ -451,7 +471,7 @@ std::optional<double> DataParallel::after_backward(const std::vector<std::string
   const double w = static_cast<double>(world);
   if (c[1] != w * h1 || c[2] != w * h1 * h1 || c[3] != w * h2 || c[4] != w * h2 * h2) {
     const auto all = group_.exchange(cat("params/", step), joined, cat("comparing step ", step, "'s params across ranks"));
-    throw ValueError(cat("data-parallel step ", step, ": the ranks' params differ", describe_mismatch(all),
+    throw DataParallelError(cat("data-parallel step ", step, ": the ranks' params differ", describe_mismatch(all),
                          ". Every rank must create the same params (e.g. not a param created lazily on one rank only)"));
   }
 

@@ -41,11 +41,18 @@
 
 namespace ember::distributed {
 
-/// Another rank stopped, could not be reached, or did not answer within the timeout. The
-/// message names this rank, what it was doing, and which ranks did not report.
-class CommunicationError : public Error {
+/// An error of data-parallel training itself (not of the model): the ranks disagree (settings,
+/// params) or cannot work together.
+class DataParallelError : public Error {
  public:
   using Error::Error;
+};
+
+/// Another rank stopped, could not be reached, or did not answer within the timeout. The
+/// message names this rank, what it was doing, and which ranks did not report.
+class CommunicationError : public DataParallelError {
+ public:
+  using DataParallelError::DataParallelError;
 };
 
 /// How a process joins its group (torchrun's variables).
@@ -175,7 +182,7 @@ class DataParallel {
   infer::GradientHook hook();
 
   /// Between backward and the optimiser step: checks that every rank touched the same params
-  /// (ValueError naming a param that exists on some ranks only, or whose shape differs), sets
+  /// (DataParallelError naming a param that exists on some ranks only, or whose shape differs), sets
   /// params seen for the first time to rank 0's values (nullopt: the step must be recomputed),
   /// then averages gradients and the loss across ranks; returns the average loss.
   std::optional<double> after_backward(const std::vector<std::string>& params, double loss);

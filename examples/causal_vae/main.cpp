@@ -327,6 +327,16 @@ class Parallel {
     return nullptr;
   }
 
+  // Whether `e` is an error of data-parallel training itself (another rank stopped, the ranks
+  // disagree), not of this rank's model.
+  static bool owns(const ember::Error& e) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    return dynamic_cast<const distributed::DataParallelError*>(&e) != nullptr;
+#else
+    return false;
+#endif
+  }
+
   void report_failure(const std::string& what) {
 #ifdef EMBER_HAVE_DISTRIBUTED
     if (group_) group_->report_failure(cat("rank ", rank(), " stopped: ", what.substr(0, what.find('\n'))));
@@ -427,6 +437,7 @@ int train_rank(TrainOptions& o, Parallel& parallel) {
         const auto shard = parallel.shard(b.image.size(0), global_size);
         loss = svi.step(b);  // the global batch's loss, on every rank
       } catch (const ember::Error& e) {
+        if (Parallel::owns(e)) throw;
         // The first line says what was invalid; the rest (trace shapes, how to turn checks off)
         // does not help here.
         std::string what = e.what();
