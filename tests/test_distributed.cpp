@@ -194,8 +194,14 @@ void toy_model(const torch::Tensor& idx) {
   sample("x", dist::Normal(z, noise), toy_data().index_select(0, idx));
 }
 
-void toy_guide(const torch::Tensor& idx, bool extra_param) {
-  auto mu_loc = param("mu_loc", torch::tensor(0.3, torch::kDouble));
+// How a rank's guide departs from the common one.
+enum class Variant { same, extra_param, own_init };
+
+void toy_guide(const torch::Tensor& idx, Variant variant, int64_t rank) {
+  // own_init: each rank initialises mu_loc differently (rank 0 as one process does).
+  const double init = 0.3 + (variant == Variant::own_init ? 0.5 * static_cast<double>(rank) : 0.0);
+  auto mu_loc = param("mu_loc", torch::tensor(init, torch::kDouble));
+  const bool extra_param = variant == Variant::extra_param && rank == 1;
   sample("mu", dist::Delta(mu_loc));
   auto z_loc = param("z_loc", torch::zeros({kToyN}, torch::kDouble));
   if (extra_param) param("created_on_rank_1_only", torch::zeros({2}, torch::kDouble));
@@ -206,11 +212,10 @@ void toy_guide(const torch::Tensor& idx, bool extra_param) {
 // Step t's global batch: 7 of the 12 points (7 and 12 are coprime, so the 7 differ).
 torch::Tensor toy_batch(int64_t t) { return (torch::arange(kToyBatch, torch::kLong) * 7 + t * 5) % kToyN; }
 
-std::vector<double> train_toy(edist::DataParallel* parallel, int64_t rank, int64_t world, bool lazy_param_on_rank_1) {
+std::vector<double> train_toy(edist::DataParallel* parallel, int64_t rank, int64_t world, Variant variant) {
   clear_param_store();
-  const bool extra = lazy_param_on_rank_1 && rank == 1;
   infer::SVI svi([](const torch::Tensor& idx) { toy_model(idx); },
-                 [extra](const torch::Tensor& idx) { toy_guide(idx, extra); }, infer::Adam(infer::AdamOptions().lr(0.1)),
+                 [variant, rank](const torch::Tensor& idx) { toy_guide(idx, variant, rank); }, infer::Adam(infer::AdamOptions().lr(0.1)),
                  infer::Trace_ELBO());
   if (parallel) parallel->attach(svi);
   std::vector<double> losses;
@@ -281,13 +286,16 @@ int worker(int argc, char** argv) {
     edist::DataParallel parallel(group, edist::DataParallelOptions().bucket_bytes(std::stoll(a.count("--bucket") ? a.at("--bucket") : "1000000")));
     const std::string& kind = a.at("--worker");
     std::vector<double> losses;
-    if (kind == "toy" || kind == "lazy") losses = train_toy(&parallel, rank, world, kind == "lazy");
+    if (kind == "toy") losses = train_toy(&parallel, rank, world, Variant::same);
+    else if (kind == "lazy") losses = train_toy(&parallel, rank, world, Variant::extra_param);
+    else if (kind == "own-init") losses = train_toy(&parallel, rank, world, Variant::own_init);
 #ifdef EMBER_TEST_CAUSAL_VAE
     else if (kind == "vae") losses = train_vae(&parallel, rank, world);
 #endif
     else throw ValueError(cat("unknown worker kind ", kind));
     write_result(cat(a.at("--out"), ".rank", rank), losses);
-    std::cout << "buckets per step " << parallel.stats().last_step_buckets << "\n";
+    std::cout << "buckets per step " << parallel.stats().last_step_buckets << ", recomputed steps "
+              << parallel.stats().recomputed_steps << "\n";
   } catch (const std::exception& e) {
     std::cerr << "worker rank " << rank << ": " << e.what() << "\n";
     return 1;
@@ -381,12 +389,13 @@ TEST_CASE("two processes train a model with a global latent and a subsampled pla
   // One process: plain SVI on the global batch of 7. Two: 4 + 3 rows, gradients averaged.
   // One bucket per param (bucket_bytes 8) also checks that bucketing does not change the sums.
   const auto dir = scratch("toy");
-  const auto losses = train_toy(nullptr, 0, 1, false);
+  const auto losses = train_toy(nullptr, 0, 1, Variant::same);
   write_result(dir + "/one", losses);
   const auto one = read_result(dir + "/one");
   for (const std::string bucket : {"1000000", "8"}) {
     CAPTURE(bucket);
     const auto prefix = run_workers("toy", 2, dir, bucket);
+    CHECK(read_all(prefix + ".log0").find("recomputed steps 0") != std::string::npos);
     for (int r = 0; r < 2; ++r) {
       const auto two = read_result(cat(prefix, ".rank", r));
       const auto [worst, where] = max_difference(one, two);
@@ -397,6 +406,16 @@ TEST_CASE("two processes train a model with a global latent and a subsampled pla
   }
   // The params moved: the test compares trained values, not initial ones.
   CHECK(std::abs(one.at("mu_loc")[0] - 0.3) > 0.1);
+
+  // Ranks that initialise a param differently train with rank 0's value: the first step is
+  // recomputed from it, and the result is still one process's.
+  const auto prefix = run_workers("own-init", 2, dir);
+  for (int r = 0; r < 2; ++r) {
+    CHECK(read_all(cat(prefix, ".log", r)).find("recomputed steps 1") != std::string::npos);
+    const auto [worst, where] = max_difference(one, read_result(cat(prefix, ".rank", r)));
+    CAPTURE(where);
+    CHECK(worst < 1e-12);
+  }
 }
 
 #ifdef EMBER_TEST_CAUSAL_VAE
@@ -436,9 +455,9 @@ TEST_CASE("a param created on one rank only stops every rank with an error namin
 namespace {
 
 std::vector<std::string> train_args(const std::string& out, int port, int rank, int world, const std::vector<std::string>& extra = {},
-                                    const std::string& timeout = "20") {
+                                    const std::string& timeout = "20", const std::string& epochs = "3") {
   std::vector<std::string> a = {EMBER_CAUSAL_VAE_BIN, "train", "--world-size", std::to_string(world), "--rank", std::to_string(rank),
-                                "--master", cat("127.0.0.1:", port), "--epochs", "3", "--z-dim", "4", "--hidden-dim", "16",
+                                "--master", cat("127.0.0.1:", port), "--epochs", epochs, "--z-dim", "4", "--hidden-dim", "16",
                                 "--batch-size", "128", "--threads", "1", "--test-every", "100", "--timeout", timeout, "--out", out};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
@@ -519,5 +538,28 @@ TEST_CASE("a rank started with another world size, or without a reachable master
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
   CHECK_MESSAGE(read_all(lonely.log).find(cat("rank 1 of 2: cannot reach the master 127.0.0.1:", port, " within 3 s")) != std::string::npos,
                 read_all(lonely.log));
+}
+#endif
+
+#ifdef EMBER_CAUSAL_VAE_BIN
+TEST_CASE("a run checkpointed by two processes resumes in one, and that one in two") {
+  const auto dir = scratch("regroup");
+  const std::string run = dir + "/run";
+  int port = free_port();
+  std::vector<Child> first;
+  for (int r = 0; r < 2; ++r) {
+    first.push_back(spawn(train_args(run, port, r, 2, {}, "20", "1"), cat(dir, "/first.log", r)));
+  }
+  for (const auto& c : first) REQUIRE_MESSAGE(finish(c, 55) == 0, read_all(c.log));
+  auto alone = spawn(train_args(run, free_port(), 0, 1, {"--resume"}, "20", "2"), dir + "/alone.log");
+  REQUIRE_MESSAGE(finish(alone, 55) == 0, read_all(alone.log));
+  CHECK(read_all(alone.log).find("resuming " + run + " after epoch 1") != std::string::npos);
+  port = free_port();
+  std::vector<Child> again;
+  for (int r = 0; r < 2; ++r) again.push_back(spawn(train_args(run, port, r, 2, {"--resume"}), cat(dir, "/again.log", r)));
+  for (const auto& c : again) REQUIRE_MESSAGE(finish(c, 55) == 0, read_all(c.log));
+  CHECK(read_all(again[0].log).find("resuming " + run + " after epoch 2") != std::string::npos);
+  const auto metrics = read_all(run + "/metrics.jsonl");
+  for (const char* e : {"\"epoch\":1,", "\"epoch\":2,", "\"epoch\":3,"}) CHECK_MESSAGE(metrics.find(e) != std::string::npos, metrics);
 }
 #endif
