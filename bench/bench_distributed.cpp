@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -35,6 +37,14 @@ struct Settings {
 };
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// CPU seconds this process has used (all its threads): unlike wall time, barely moved by other
+// programs competing for the cores.
+double cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 int free_port() {
   int s = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -77,9 +87,11 @@ nlohmann::json run_rank(const Settings& s, int64_t rank, int64_t world, int port
   if (group) group->barrier("lining up before the timed steps");
   const double comm_before = parallel ? parallel->stats().communication_seconds : 0.0;
   const auto t0 = Clock::now();
+  const double cpu0 = cpu_seconds();
   for (int64_t i = 0; i < s.steps; ++i) step((s.warmup + i) % batches.size());
-  const double seconds = seconds_since(t0);
+  const double seconds = seconds_since(t0), cpu = cpu_seconds() - cpu0;
   nlohmann::json r = {{"rank", rank}, {"world", world}, {"seconds", seconds}, {"step_seconds", seconds / s.steps},
+                      {"cpu_seconds_per_step", cpu / s.steps},
                       {"images_per_second", static_cast<double>(s.steps * s.batch_size) / seconds}};
   if (parallel) {
     const auto& st = parallel->stats();
@@ -92,9 +104,11 @@ nlohmann::json run_rank(const Settings& s, int64_t rank, int64_t world, int port
     std::vector<torch::Tensor> bucket{torch::ones({st.last_step_bytes / 4}, torch::kFloat)};
     group->barrier("lining up before the all-reduce alone");
     const auto t1 = Clock::now();
+    const double cpu1 = cpu_seconds();
     constexpr int kRounds = 30;
     for (int k = 0; k < kRounds; ++k) group->all_reduce_sum(bucket, "the all-reduce benchmark");
     r["all_reduce_alone_seconds"] = seconds_since(t1) / kRounds;
+    r["all_reduce_alone_cpu_seconds"] = (cpu_seconds() - cpu1) / kRounds;
   }
   return r;
 }
@@ -108,6 +122,9 @@ std::vector<nlohmann::json> run_children(const std::string& self, const Settings
     outs.push_back(cat("/tmp/bench_distributed_", ::getpid(), "_", world, "_", r, ".json"));
     const pid_t pid = ::fork();
     if (pid == 0) {
+      // One thread per process, BLAS included (OpenBLAS reads this when it loads).
+      ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
+      ::setenv("OMP_NUM_THREADS", "1", 1);
       const std::vector<std::string> args = {self, "--child-rank", std::to_string(r), "--child-world", std::to_string(world),
                                              "--child-port", std::to_string(port), "--child-out", outs.back(),
                                              "--steps", std::to_string(s.steps), "--batch-size", std::to_string(s.batch_size)};
@@ -162,12 +179,18 @@ int main(int argc, char** argv) {
                              {"model", "causal VAE, z 50, hidden 400, Trace_ELBO, Adam"},
                              {"global_batch", s.batch_size},
                              {"steps", s.steps},
-                             {"threads_per_process", 1},
+                             {"threads_per_process", "1 (torch::set_num_threads(1), OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=1)"},
                              {"one_process", one},
                              {"processes", s.processes},
                              {"data_parallel", many},
                              {"speedup", speedup},
-                             {"efficiency", speedup / static_cast<double>(s.processes)}};
+                             {"efficiency", speedup / static_cast<double>(s.processes)},
+                             {"load_average", [] {
+                                std::ifstream in("/proc/loadavg");
+                                std::string l;
+                                std::getline(in, l);
+                                return l;
+                              }()}};
     std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty() ? "." : std::filesystem::path(out).parent_path());
     std::ofstream(out) << report.dump(2) << "\n";
     std::printf("global batch %lld, 1 thread per process, %lld timed steps\n", static_cast<long long>(s.batch_size),
@@ -181,8 +204,20 @@ int main(int argc, char** argv) {
                 1e3 * zero["communication_seconds_per_step"].get<double>(), 100 * zero["communication_share"].get<double>(),
                 static_cast<long long>(zero["bytes_all_reduced_per_step"].get<int64_t>()),
                 static_cast<long long>(zero["buckets_per_step"].get<int64_t>()));
-    std::printf("the same all-reduce alone (ranks lined up): %.2f ms\nwrote %s\n", 1e3 * zero["all_reduce_alone_seconds"].get<double>(),
-                out.c_str());
+    std::printf("the same all-reduce alone (ranks lined up): %.2f ms (%.2f ms of CPU)\n", 1e3 * zero["all_reduce_alone_seconds"].get<double>(),
+                1e3 * zero["all_reduce_alone_cpu_seconds"].get<double>());
+    // CPU time per step is what a step costs when the process has its core to itself.
+    double slowest = 0;
+    for (const auto& r : many) slowest = std::max(slowest, r["cpu_seconds_per_step"].get<double>());
+    std::printf("CPU time per step: 1 process %.2f ms; %lld processes, slowest rank %.2f ms (Gloo's threads included)\n",
+                1e3 * one["cpu_seconds_per_step"].get<double>(), static_cast<long long>(s.processes), 1e3 * slowest);
+    std::printf("load average when done: %s", [] {
+      std::ifstream in("/proc/loadavg");
+      std::string l;
+      std::getline(in, l);
+      return l + "\n";
+    }().c_str());
+    std::printf("wrote %s\n", out.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_distributed: %s\n", e.what());
     return 1;
