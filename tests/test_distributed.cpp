@@ -416,6 +416,7 @@ TEST_CASE("two processes train a model with a global latent and a subsampled pla
     CAPTURE(where);
     CHECK(worst < 1e-12);
   }
+  fs::remove_all(dir);  // kept when a REQUIRE stops the case early
 }
 
 #ifdef EMBER_TEST_CAUSAL_VAE
@@ -433,6 +434,7 @@ TEST_CASE("two processes train the causal VAE to the params and losses of one pr
     CHECK(worst < 1e-5);  // float32 sums in another order, 4 Adam steps of lr 0.01 (measured: 1.7e-7)
   }
   CHECK(std::abs(one.at("losses")[0] - one.at("losses")[3]) > 1.0);
+  fs::remove_all(dir);  // kept when a REQUIRE stops the case early
 }
 #endif
 
@@ -449,6 +451,7 @@ TEST_CASE("a param created on one rank only stops every rank with an error namin
     const auto log = read_all(c.log);
     CHECK_MESSAGE(log.find("param 'created_on_rank_1_only' exists on rank(s) 1 but not on rank(s) 0") != std::string::npos, log);
   }
+  fs::remove_all(dir);
 }
 
 #ifdef EMBER_CAUSAL_VAE_BIN
@@ -517,6 +520,7 @@ TEST_CASE("killing one rank mid-run stops the other within the timeout, and rest
   CAPTURE(where);
   CHECK(worst == 0.0);  // the same operations in the same order: bit for bit
   CHECK(read_all(again[1].log).find("Run directory") == std::string::npos);  // rank 0 alone writes and reports
+  fs::remove_all(dir);  // kept when a REQUIRE stops the case early
 }
 
 TEST_CASE("a rank started with another world size, or without a reachable master, fails fast with a clear message") {
@@ -538,6 +542,7 @@ TEST_CASE("a rank started with another world size, or without a reachable master
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
   CHECK_MESSAGE(read_all(lonely.log).find(cat("rank 1 of 2: cannot reach the master 127.0.0.1:", port, " within 3 s")) != std::string::npos,
                 read_all(lonely.log));
+  fs::remove_all(dir);  // kept when a REQUIRE stops the case early
 }
 #endif
 
@@ -561,5 +566,6 @@ TEST_CASE("a run checkpointed by two processes resumes in one, and that one in t
   CHECK(read_all(again[0].log).find("resuming " + run + " after epoch 2") != std::string::npos);
   const auto metrics = read_all(run + "/metrics.jsonl");
   for (const char* e : {"\"epoch\":1,", "\"epoch\":2,", "\"epoch\":3,"}) CHECK_MESSAGE(metrics.find(e) != std::string::npos, metrics);
+  fs::remove_all(dir);  // kept when a REQUIRE stops the case early
 }
 #endif
