@@ -10,16 +10,25 @@
 
 namespace ember::infer {
 
-double detail::svi_step(const Program& model, const Program& guide, ELBO& loss, Optimizer& optim) {
-  std::vector<std::string> params;
-  double value;
-  {
-    TraceMessenger capture(/*param_only=*/true);
-    value = loss.compute_loss_and_grads(model, guide);
-    params = capture.trace().param_nodes();
+double detail::svi_step(const Program& model, const Program& guide, ELBO& loss, Optimizer& optim,
+                        const GradientHook& hook) {
+  for (;;) {
+    std::vector<std::string> params;
+    double value;
+    {
+      TraceMessenger capture(/*param_only=*/true);
+      value = loss.compute_loss_and_grads(model, guide);
+      params = capture.trace().param_nodes();
+    }
+    if (hook) {
+      // nullopt: the hook replaced param values the gradients were computed at.
+      const std::optional<double> reported = hook(params, value);
+      if (!reported) continue;
+      value = *reported;
+    }
+    optim.step(params);
+    return value;
   }
-  optim.step(params);
-  return value;
 }
 
 namespace {

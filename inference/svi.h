@@ -12,18 +12,29 @@
 /// runs backward on the surrogate loss, and lets the optimiser update those params'
 /// unconstrained tensors in the current param store.
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "inference/elbo.h"
 #include "inference/optim.h"
 
 namespace ember::infer {
 
+/// Runs after backward and before the optimiser step, with the names of the params the step
+/// touched and the step's loss; returns the loss to report, or nullopt when it changed the
+/// params' values (and zeroed their gradients), so that the step must be computed again.
+/// Data-parallel training (distributed/distributed.h) averages gradients across processes here.
+using GradientHook = std::function<std::optional<double>(const std::vector<std::string>& params, double loss)>;
+
 namespace detail {
-/// One SVI step on bound programs: returns the loss; `steps` counts completed steps.
-double svi_step(const Program& model, const Program& guide, ELBO& loss, Optimizer& optim);
+/// One SVI step on bound programs: returns the loss. `hook` (may be empty) runs between
+/// backward and the optimiser step.
+double svi_step(const Program& model, const Program& guide, ELBO& loss, Optimizer& optim,
+                const GradientHook& hook = {});
 
 template <class T, class Base>
 std::shared_ptr<Base> share(T&& x) {
@@ -63,7 +74,7 @@ class SVI {
   /// One gradient step; returns the loss estimate (-ELBO) before the update.
   template <class... A>
   double step(A&&... args) {
-    double l = detail::svi_step(bind_program(model_, args...), bind_program(guide_, args...), *loss_, *optim_);
+    double l = detail::svi_step(bind_program(model_, args...), bind_program(guide_, args...), *loss_, *optim_, hook_);
     ++num_steps_;
     return l;
   }
@@ -78,6 +89,9 @@ class SVI {
   Model& model() { return model_; }
   Guide& guide() { return guide_; }
   int64_t num_steps() const { return num_steps_; }
+  /// Installs `hook` to run between backward and the optimiser step of every `step` (empty:
+  /// none). See GradientHook.
+  void set_gradient_hook(GradientHook hook) { hook_ = std::move(hook); }
 
   /// Checkpoint of the current param store, optimiser state and RNG state.
   void save(const std::string& path, CheckpointOptions options = {}) const {
@@ -91,6 +105,7 @@ class SVI {
   Guide guide_;
   std::shared_ptr<Optimizer> optim_;
   std::shared_ptr<ELBO> loss_;
+  GradientHook hook_;
   int64_t num_steps_ = 0;
 };
 

@@ -34,9 +34,11 @@ fi
 # slow reference BLAS unless OpenBLAS is installed (one VAE epoch: 8.07 s -> 0.49 s).
 # libgraphviz-dev: model DAGs (viz/model_graph.h); libgvc6 carries Graphviz's dot layout and
 # PNG renderer plugins, fonts-dejavu-core a font for their labels.
+# libgloo-dev: the Gloo headers that LibTorch's c10d ProcessGroupGloo.hpp includes
+# (data-parallel SVI across processes, docs/distributed.md).
 packages=(
   build-essential cmake ccache pkg-config
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libopenblas0-pthread libgloo-dev
   libboost-dev doctest-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
   libpng-dev libstb-dev libplplot-dev plplot-driver-cairo libzip-dev libfreetype-dev
   libgraphviz-dev libgvc6 fonts-dejavu-core

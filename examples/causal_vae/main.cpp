@@ -21,6 +21,9 @@
 #include "viz/model_graph.h"
 #include "viz/plot.h"
 #include "viz/progress.h"
+#ifdef EMBER_HAVE_DISTRIBUTED
+#include "distributed/distributed.h"
+#endif
 
 namespace fs = std::filesystem;
 using namespace ember;
@@ -218,12 +221,152 @@ struct TrainOptions {
   bool resume = false;
   /// Settings given on the command line (a resumed run must not contradict its config).
   std::vector<std::string> given;
+  /// Data-parallel training: world size (0: WORLD_SIZE if set, else 1), rank (-1: RANK if
+  /// set, else 0), master "ADDR:PORT" (empty: MASTER_ADDR/MASTER_PORT), timeout in seconds.
+  int64_t world_size = 0, rank = -1;
+  std::string master;
+  double timeout = 60;
 };
 
-int train(TrainOptions& o) {
+// What the train loop needs of data-parallel training (distributed/distributed.h); inert in a
+// single process and in builds without distributed/.
+class Parallel {
+ public:
+  explicit Parallel(const TrainOptions& o) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    auto g = distributed::group_options_from_env();
+    if (o.world_size > 0) g.world_size(o.world_size);
+    if (o.rank >= 0) g.rank(o.rank);
+    if (!o.master.empty()) distributed::parse_master(o.master, g);
+    g.timeout(o.timeout);
+    if (g.world_size() > 1) group_ = std::make_unique<distributed::ProcessGroup>(g);
+    else if (g.rank() != 0) throw ValueError(cat("--rank ", g.rank(), " needs a --world-size above it"));
+#else
+    if (o.world_size > 1 || !o.master.empty() || std::getenv("WORLD_SIZE"))
+      throw ValueError("this causal-vae was built without distributed/ (c10d + Gloo headers): install libgloo-dev and "
+                       "rebuild to train on several processes");
+#endif
+  }
+#ifdef EMBER_HAVE_DISTRIBUTED
+  bool active() const { return group_ != nullptr; }
+  int64_t rank() const { return group_ ? group_->rank() : 0; }
+  int64_t world_size() const { return group_ ? group_->world_size() : 1; }
+#else
+  bool active() const { return false; }
+  int64_t rank() const { return 0; }
+  int64_t world_size() const { return 1; }
+#endif
+
+  // Every rank trains with rank 0's settings and follows its decision to resume; a fresh run's
+  // ranks must have been given the same settings (--data may name another path elsewhere).
+  void share_settings(causal_vae::TrainConfig& cfg, bool& resume, const std::vector<std::string>& given) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (!group_) return;
+    std::string text = rank() == 0 ? nlohmann::json{{"config", causal_vae::to_json(cfg)}, {"resume", resume}}.dump() : "";
+    group_->broadcast_bytes(text, "receiving rank 0's training settings");
+    if (rank() == 0) return;
+    const auto j = nlohmann::json::parse(text);
+    const auto theirs = causal_vae::train_config_from_json(j.at("config"), "rank 0's settings");
+    resume = j.at("resume").get<bool>();
+    const auto mine = causal_vae::to_json(cfg), zero = causal_vae::to_json(theirs);
+    if (!resume)
+      for (const auto& [key, value] : zero.items())
+        if (key != "data" && mine.at(key) != value)
+          throw ValueError(cat("--", key, " ", mine.at(key).dump(), " differs from rank 0's ", value.dump(),
+                               "; start every rank with the same settings"));
+    const bool data_given = std::find(given.begin(), given.end(), "--data") != given.end();
+    const std::string data = cfg.data;
+    cfg = theirs;
+    if (data_given) cfg.data = data;
+#endif
+  }
+
+  template <class SVI>
+  void attach(SVI& svi, int64_t batch_size) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (!group_) return;
+    if (batch_size < world_size())
+      throw ValueError(cat("--batch-size ", batch_size, " is smaller than the world size ", world_size(),
+                           ": every rank needs a share of each batch"));
+    parallel_ = std::make_unique<distributed::DataParallel>(*group_);
+    parallel_->attach(svi);
+#endif
+  }
+
+  template <class SVI>
+  void load(SVI& svi, const std::string& checkpoint) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (parallel_) return parallel_->load(svi, checkpoint);
+#endif
+    svi.load(checkpoint);
+  }
+
+  // Each rank's own stream of Z draws per epoch: ranks draw independent noise, and a run
+  // resumed at an epoch boundary draws what the uninterrupted run drew.
+  void seed_epoch(uint64_t seed, int64_t epoch) const {
+    if (!active()) return;
+    uint64_t x = seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(epoch + 1)) ^
+                 (0xBF58476D1CE4E5B9ull * static_cast<uint64_t>(rank() + 1));
+    x ^= x >> 31;
+    torch::manual_seed(x & 0x7FFFFFFFFFFFFFFFull);
+  }
+
+  // This rank's rows of a global batch.
+  torch::Tensor rows(const torch::Tensor& global_rows) const {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (group_) return distributed::shard_rows(global_rows, rank(), world_size());
+#endif
+    return global_rows;
+  }
+
+  // Plate "data" holds this rank's share of the global batch (scaling for the global batch).
+  std::unique_ptr<Messenger> shard(int64_t local_size, int64_t global_size) const {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (parallel_) return std::make_unique<distributed::ShardMessenger>("data", local_size, global_size, world_size());
+#endif
+    return nullptr;
+  }
+
+  // Whether `e` is an error of data-parallel training itself (another rank stopped, the ranks
+  // disagree), not of this rank's model.
+  static bool owns(const ember::Error& e) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    return dynamic_cast<const distributed::DataParallelError*>(&e) != nullptr;
+#else
+    return false;
+#endif
+  }
+
+  void report_failure(const std::string& what) {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (group_) group_->report_failure(cat("rank ", rank(), " stopped: ", what.substr(0, what.find('\n'))));
+#endif
+  }
+
+  std::string summary() const {
+#ifdef EMBER_HAVE_DISTRIBUTED
+    if (parallel_) {
+      const auto& st = parallel_->stats();
+      return cat(world_size(), " processes; per step ", st.last_step_buckets, " gradient bucket(s), ", st.last_step_bytes,
+                 " bytes all-reduced; ", st.communication_seconds, " s of rank 0's time in collectives over ", st.steps, " steps");
+    }
+#endif
+    return "";
+  }
+
+ private:
+#ifdef EMBER_HAVE_DISTRIBUTED
+  std::unique_ptr<distributed::ProcessGroup> group_;
+  std::unique_ptr<distributed::DataParallel> parallel_;
+#endif
+};
+
+int train_rank(TrainOptions& o, Parallel& parallel) {
+  const bool root = parallel.rank() == 0;
   causal_vae::RunDir run(o.out);
   causal_vae::TrainConfig cfg = o.train;
-  if (o.resume) {
+  bool resume = o.resume;
+  if (root && o.resume) {
     if (!run.has_checkpoint()) throw ValueError(cat("--resume: ", run.checkpoint(), " does not exist"));
     cfg = run.read_config();
     cfg.epochs = o.train.epochs;  // the only setting a resumed run may change
@@ -236,50 +379,65 @@ int train(TrainOptions& o) {
         throw ValueError(cat(flag, " ", asked[key].dump(), " differs from ", run.path("config.json"), " (", saved[key].dump(),
                              "); a resumed run keeps its settings (only --epochs may change)"));
     }
-  } else if (run.has_checkpoint()) {
+  } else if (root && run.has_checkpoint()) {
     throw ValueError(cat("--out ", o.out, " already holds a run (", run.checkpoint(),
                          "); pass --resume to continue it or choose another --out"));
   }
+  parallel.share_settings(cfg, resume, o.given);
   apply_threads(o.data.threads);
   const auto device = parse_device(o.data.device);
-  run.create();
+  if (root) run.create();
 
   auto ds = causal_vae::open_dataset(cfg, device);
-  std::cout << causal_vae::describe_data(cfg, ds) << std::endl;
+  if (root) std::cout << causal_vae::describe_data(cfg, ds) << std::endl;
   torch::manual_seed(cfg.seed);
   clear_param_store();
   CausalVAE vae(cfg.model, device);
   auto model = [&](const causal_vae::Batch& b) { vae.training_model(b); };
   auto guide = [&](const causal_vae::Batch& b) { vae.training_guide(b); };
   infer::SVI svi(model, guide, infer::Adam(infer::AdamOptions().lr(cfg.lr)), infer::Trace_ELBO());
+  parallel.attach(svi, cfg.batch_size);
 
   const int64_t steps_per_epoch = ds.epoch(data::Split::Train, cfg.batch_size, 0).size();
   int64_t start_epoch = 0;
-  if (o.resume) {
-    svi.load(run.checkpoint());
+  if (resume) {
+    parallel.load(svi, run.checkpoint());
     start_epoch = svi.num_steps() / steps_per_epoch;
-    run.truncate_metrics(start_epoch);
-    std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
+    if (root) {
+      run.truncate_metrics(start_epoch);
+      std::cout << "resuming " << run.dir() << " after epoch " << start_epoch << "\n";
+    }
   }
-  run.write_config(cfg);  // only once the data and any checkpoint have loaded
+  if (root) run.write_config(cfg);  // only once the data and any checkpoint have loaded
+  if (root && parallel.active())
+    std::cout << "data-parallel: " << parallel.world_size() << " processes, each takes its share of every batch of "
+              << cfg.batch_size << "; rank 0 writes " << run.dir() << std::endl;
   const auto examples = test_examples(ds, varied_test_positions(ds, 20));
 
   // A bar redrawn in place on a terminal; elsewhere (CI logs, files) the metrics line below is
   // the one line per epoch.
   std::optional<viz::ProgressBar> bar;
-  if (::isatty(::fileno(stdout)) && ::isatty(::fileno(stderr)))
+  if (root && ::isatty(::fileno(stdout)) && ::isatty(::fileno(stderr)))
     bar.emplace(viz::ProgressOptions().epochs(cfg.epochs).steps_per_epoch(steps_per_epoch).label("train"));
   for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
     auto t0 = std::chrono::steady_clock::now();
     if (bar) bar->start_epoch(epoch + 1);
+    parallel.seed_epoch(cfg.seed, epoch);
     double total = 0;
     int64_t seen = 0, step = 0;
-    for (const auto& batch : ds.epoch(data::Split::Train, cfg.batch_size, epoch)) {
-      auto b = causal_vae::to_model_batch(batch);
+    const auto batches = ds.epoch(data::Split::Train, cfg.batch_size, epoch);
+    const int64_t rows = batches.order().size(0);
+    for (int64_t i = 0; i < batches.size(); ++i) {
+      // Every rank sees the same shuffled order and reads only its rows of each global batch.
+      const auto global_rows = batches.order().slice(0, i * cfg.batch_size, std::min((i + 1) * cfg.batch_size, rows));
+      const int64_t global_size = global_rows.size(0);
+      const auto b = causal_vae::to_model_batch(ds.gather(parallel.rows(global_rows)));
       double loss = 0;
       try {
-        loss = svi.step(b);
+        const auto shard = parallel.shard(b.image.size(0), global_size);
+        loss = svi.step(b);  // the global batch's loss, on every rank
       } catch (const ember::Error& e) {
+        if (Parallel::owns(e)) throw;
         // The first line says what was invalid; the rest (trace shapes, how to turn checks off)
         // does not help here.
         std::string what = e.what();
@@ -290,11 +448,12 @@ int train(TrainOptions& o) {
       if (!std::isfinite(loss))
         throw divergence_error(run, cfg, epoch + 1, step + 1, cat("the loss is ", loss), diagnose_divergence(vae, b));
       total += loss;
-      seen += b.image.size(0);
+      seen += global_size;
       ++step;
       if (bar) bar->update(step, total / static_cast<double>(seen));
     }
     if (bar) bar->finish_epoch(total / static_cast<double>(seen));
+    if (!root) continue;  // rank 0 alone evaluates and writes
     nlohmann::json metrics = {{"epoch", epoch + 1}, {"train_loss", total / static_cast<double>(seen)}, {"test_loss", nullptr}};
     const bool test_now = (epoch + 1) % cfg.test_every == 0 || epoch + 1 == cfg.epochs;
     // Evaluation and pictures draw from their own seeded stream, which `seed` restores on
@@ -315,13 +474,29 @@ int train(TrainOptions& o) {
     if (test_now) write_loss_curve(run);
     std::cout << metrics.dump() << std::endl;
   }
+  if (!root) return 0;
   std::cout << "\nRun directory: " << fs::absolute(run.dir()).string() << "\n"
             << "  metrics:          " << run.path("metrics.jsonl") << "\n"
             << "  loss curve:       " << run.path("loss-curve.png") << "\n"
             << "  reconstructions:  " << run.path("reconstructions.png") << " (each digit 0-9 handwritten, then typed; reconstructions below each row)\n"
             << "  generated digits: " << run.path("prior-samples.png")
             << " (rows: digits 0-9; columns: 4 handwritten, then 4 typed)\n";
+  if (parallel.active()) std::cout << "  data-parallel:    " << parallel.summary() << "\n";
   return 0;
+}
+
+int train(TrainOptions& o) {
+  // Join the group first: a wrong world size or an unreachable master fails before data loads.
+  Parallel parallel(o);
+  try {
+    return train_rank(o, parallel);
+  } catch (const ember::Error& e) {
+    parallel.report_failure(e.what());  // the other ranks' errors then say why this one stopped
+    throw;
+  } catch (const c10::Error& e) {
+    parallel.report_failure(e.what_without_backtrace());
+    throw;
+  }
 }
 
 // ------------------------------------------------------------------ the other commands
@@ -541,6 +716,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train_cmd->add_option("--out", train_o.out, "run directory")->capture_default_str();
   train_cmd->add_flag("--resume", train_o.resume, "continue the run in --out from its checkpoint");
+  auto* parallel_group = "Data-parallel training (docs/distributed.md; torchrun's MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE are read when set)";
+  train_cmd->add_option("--world-size", train_o.world_size, "number of processes training together (default: WORLD_SIZE, else 1)")
+      ->check(CLI::PositiveNumber)
+      ->group(parallel_group);
+  train_cmd->add_option("--rank", train_o.rank, "this process's rank, 0 .. world size - 1 (default: RANK, else 0); rank 0 writes --out")
+      ->check(CLI::NonNegativeNumber)
+      ->group(parallel_group);
+  train_cmd->add_option("--master", train_o.master, "ADDR:PORT of rank 0's rendezvous store (default: MASTER_ADDR:MASTER_PORT, else 127.0.0.1:29500)")
+      ->group(parallel_group);
+  train_cmd->add_option("--timeout", train_o.timeout, "seconds a rank waits for the others (rendezvous, collectives) before it stops with an error")
+      ->check(kPositive)
+      ->capture_default_str()
+      ->group(parallel_group);
 
   RunOptions eval_o, recon_o, gen_o, int_o, cf_o;
   int64_t k = 100, count = 20, per_cell = 4, digit = 0, handwritten = 1, set_digit = -1;
