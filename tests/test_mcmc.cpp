@@ -48,7 +48,48 @@ void eight_schools() {
          T({28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0}));
 }
 
+// The models of scripts/pyro_fixtures/mcmc_enum.py (discrete latents enumerated out).
+void gmm() {
+  auto weights = sample("weights", dist::Dirichlet(T({1.0, 1.0, 1.0})));
+  torch::Tensor locs;
+  {
+    auto components = plate("components", 3);
+    locs = sample("locs", dist::Normal(S(0.0), S(10.0)));
+  }
+  auto scale = sample("scale", dist::LogNormal(S(0.0), S(1.0)));
+  auto data = plate("data", 6);
+  auto z = sample("z", dist::Categorical(weights));
+  sample("x", dist::Normal(locs.index({z}), scale), T({-2.1, -1.7, 0.2, 2.5, 3.1, 2.2}));
+}
+
+void global_local() {
+  auto p = sample("p", dist::Beta(S(2.0), S(2.0)));
+  auto mu = sample("mu", dist::Normal(S(0.0), S(3.0)));
+  auto delta = sample("delta", dist::Normal(S(0.0), S(1.0)));
+  auto c = sample("c", dist::Bernoulli(S(0.3)));
+  auto data = plate("data", 5);
+  auto z = sample("z", dist::Bernoulli(p));
+  sample("x", dist::Normal(mu * z + delta * c, S(1.0)), T({0.3, 2.9, 3.4, -0.2, 1.1}));
+}
+
+InferConfig parallel() {
+  InferConfig c;
+  c.enumerate = "parallel";
+  return c;
+}
+
+void marked() {
+  auto locs = sample("locs", dist::Normal(T({0.0, 1.0}), S(2.0)).to_event(1));
+  auto data = plate("data", 4);
+  auto z = sample("z", dist::Categorical(T({0.4, 0.6})), SampleOptions().infer(parallel()));
+  sample("k", dist::Bernoulli(S(0.5)), T({1.0, 0.0, 1.0, 1.0}));
+  sample("x", dist::Normal(locs.index({z}), S(1.0)), T({1.2, -0.4, 2.2, 0.9}));
+}
+
 Model fixture_model(const std::string& name) {
+  if (name == "gmm") return gmm;
+  if (name == "global_local") return global_local;
+  if (name == "marked") return marked;
   if (name == "normal_normal") return normal_normal;
   if (name == "constrained") return constrained;
   if (name == "eight_schools") return eight_schools;
@@ -93,6 +134,91 @@ TEST_CASE("MCMC potential energy and gradient match Pyro's initialize_model pote
       }
       CHECK(torch::allclose(potential.unconstrain(c), z, 1e-6, 1e-9));
     }
+  }
+}
+
+TEST_CASE("MCMC potential with discrete latents enumerated out matches Pyro's (TraceEnum potential)") {
+  // Pyro's initialize_model(model, max_plate_nesting=1) enumerates every discrete latent and
+  // contracts the log joint along the plate tree; the energies and gradients must agree.
+  const auto& cases = pyro_cases("mcmc_enum");
+  for (const auto& [name, points] : cases.items()) {
+    const Potential potential(fixture_model(name), PotentialOptions().max_plate_nesting(1));
+    CHECK(!potential.enumerated_sites().empty());
+    for (const auto& point : points) {
+      std::vector<torch::Tensor> parts;
+      for (const auto& s : potential.sites()) parts.push_back(fixture_tensor(point.at("z").at(s.name)).reshape({-1}));
+      CHECK(potential.sites().size() == point.at("z").size());
+      auto [u, grad] = potential.energy_and_grad(torch::cat(parts));
+      INFO(name, " at ", point.at("z").dump());
+      CHECK(u == doctest::Approx(fixture_tensor(point.at("potential")).item<double>()).epsilon(1e-6));
+      const ValueMap g = potential.unflatten(grad);
+      for (const auto& s : potential.sites()) {
+        INFO("site ", s.name);
+        CHECK(torch::allclose(g.at(s.name), fixture_tensor(point.at("grad").at(s.name)), 1e-6, 1e-6));
+      }
+    }
+  }
+  // max_plate_nesting guessed from the prototype run gives the same energy.
+  const Potential guessed(global_local);
+  CHECK(guessed.max_plate_nesting() == 1);
+  CHECK(guessed.enumerated_sites() == std::vector<std::string>{"c", "z"});
+  const torch::Tensor z = T({0.4, 2.5, 0.3});
+  CHECK(guessed.energy_and_grad(z).first ==
+        doctest::Approx(fixture_tensor(cases.at("global_local")[0].at("potential")).item<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("NUTS on a Gaussian mixture with the assignment enumerated out matches quadrature") {
+  // Two components with known weights (0.35, 0.65) and unit scale; the component means have
+  // priors N(-2, 2^2) and N(2, 2^2). The exact posterior of (mu_0, mu_1) is computed on a grid
+  // (the marginal likelihood prod_i sum_k w_k N(x_i | mu_k, 1) in closed form at each point);
+  // NUTS must match its means and variances within Monte-Carlo error. The posterior has a
+  // label-switched local mode (mu_0 near 2.5, mu_1 near -2) of negligible mass (checked on the
+  // grid) in which a chain started there would stay, as HMC does not jump between modes:
+  // the chains start at the prior means.
+  const torch::Tensor x = T({-2.92, 2.24, 2.65, 2.57, -1.68, 5.78, 1.09, -1.79, 3.32, 1.60, 4.05, 3.16, -0.03, 2.89, 3.65,
+                             1.41, 2.84, 1.47, 2.94, -1.69, 1.21, -1.45, 1.80, 3.11, 3.75, 1.64, 3.99, -2.08, 4.61, 2.02});
+  const torch::Tensor weights = T({0.35, 0.65}), prior_loc = T({-2.0, 2.0});
+  auto model = [&] {
+    torch::Tensor locs;
+    {
+      auto components = plate("components", 2);
+      locs = sample("locs", dist::Normal(prior_loc, S(2.0)));
+    }
+    auto data = plate("data", x.size(0));
+    auto z = sample("z", dist::Categorical(weights));  // enumerated by the potential
+    sample("x", dist::Normal(locs.index({z}), S(1.0)), x);
+  };
+  // Quadrature on a 481 x 481 grid over [-6, 6]^2 (posterior sds are about 0.2 to 0.4).
+  const torch::Tensor g0 = torch::linspace(-6.0, 6.0, 481, torch::kDouble), g1 = g0;
+  const torch::Tensor m0 = g0.view({-1, 1, 1}), m1 = g1.view({1, -1, 1}), xs = x.view({1, 1, -1});
+  auto log_n = [](const torch::Tensor& v, const torch::Tensor& loc, double sd) {
+    return -0.5 * ((v - loc) / sd).pow(2) - std::log(sd) - 0.5 * std::log(2 * M_PI);
+  };
+  const torch::Tensor log_lik = torch::logaddexp(std::log(0.35) + log_n(xs, m0, 1.0), std::log(0.65) + log_n(xs, m1, 1.0)).sum(-1);
+  const torch::Tensor log_post = log_lik + log_n(g0, S(-2.0), 2.0).view({-1, 1}) + log_n(g1, S(2.0), 2.0).view({1, -1});
+  const torch::Tensor w = (log_post - log_post.max()).exp() / (log_post - log_post.max()).exp().sum();
+  const torch::Tensor w0 = w.sum(1), w1 = w.sum(0);
+  const double mean0 = (w0 * g0).sum().item<double>(), mean1 = (w1 * g1).sum().item<double>();
+  const double var0 = (w0 * (g0 - mean0).pow(2)).sum().item<double>(), var1 = (w1 * (g1 - mean1).pow(2)).sum().item<double>();
+  // The grid covers the posterior: negligible mass at its edges.
+  CHECK((w0.narrow(0, 0, 20).sum() + w0.narrow(0, 461, 20).sum()).item<double>() < 1e-9);
+  CHECK((w1.narrow(0, 0, 20).sum() + w1.narrow(0, 461, 20).sum()).item<double>() < 1e-9);
+  CHECK((w * (g0.view({-1, 1}) > g1.view({1, -1}))).sum().item<double>() < 1e-3);  // the switched mode
+
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(400).warmup_steps(300).num_chains(2).seed(4).progress(false)
+                        .initial_values({{"locs", prior_loc}}));
+  mcmc.run(model);
+  const ValueMap by_chain = mcmc.get_samples(true);
+  CHECK(by_chain.count("z") == 0);  // summed out, not sampled
+  REQUIRE(by_chain.at("locs").sizes() == torch::IntArrayRef({2, 400, 2}));
+  for (int k = 0; k < 2; ++k) {
+    const torch::Tensor draws = by_chain.at("locs").select(2, k);
+    const double ess = ess_bulk(draws), m = draws.mean().item<double>(), v = draws.var().item<double>();
+    const double mean = k == 0 ? mean0 : mean1, var = k == 0 ? var0 : var1;
+    INFO("locs[", k, "]: mean ", m, " vs ", mean, ", var ", v, " vs ", var, ", bulk ESS ", ess);
+    CHECK(ess > 100);
+    CHECK(std::abs(m - mean) < 4 * std::sqrt(var / ess));
+    CHECK(std::abs(v - var) < 4 * var * std::sqrt(2.0 / ess));
   }
 }
 
@@ -220,13 +346,28 @@ TEST_CASE("MCMC chains on threads give the same draws as chains run one after an
   CHECK(threaded.at("w").sizes() == torch::IntArrayRef({3, 25, 3}));
 }
 
-TEST_CASE("MCMC bad input: discrete latents and zero samples are clear errors") {
-  auto discrete = [] {
-    auto z = sample("assignment", dist::Bernoulli(S(0.3)));
-    sample("x", dist::Normal(z, S(1.0)), S(0.5));
+TEST_CASE("MCMC bad input: discrete latents that cannot be enumerated and zero samples are clear errors") {
+  auto infinite = [] {
+    auto n = sample("count", dist::Poisson(S(3.0)));
+    sample("x", dist::Normal(n, S(1.0)), S(0.5));
   };
   MCMC mcmc(NUTS(), MCMCOptions().num_samples(10).warmup_steps(10).progress(false));
-  CHECK_THROWS_WITH_AS(mcmc.run(discrete), doctest::Contains("'assignment' is discrete"), ValueError);
+  CHECK_THROWS_WITH_AS(mcmc.run(infinite), doctest::Contains("'count' is discrete (Poisson) and its support is not finite"),
+                       ValueError);
+  auto sequential = [] {
+    InferConfig seq;
+    seq.enumerate = "sequential";
+    auto z = sample("assignment", dist::Bernoulli(S(0.3)), SampleOptions().infer(seq));
+    sample("x", dist::Normal(z, S(1.0)), S(0.5));
+  };
+  CHECK_THROWS_WITH_AS(mcmc.run(sequential), doctest::Contains("'assignment' is discrete (Bernoulli) and marked for \"sequential\""),
+                       ValueError);
+  auto dependent = [] {  // a continuous latent whose distribution depends on an enumerated one
+    auto z = sample("assignment", dist::Bernoulli(S(0.3)));
+    auto y = sample("y", dist::Normal(z, S(1.0)));
+    sample("x", dist::Normal(y, S(1.0)), S(0.5));
+  };
+  CHECK_THROWS_WITH_AS(mcmc.run(dependent), doctest::Contains("continuous latent site 'y'"), ValueError);
   CHECK_THROWS_WITH_AS(MCMC(NUTS(), MCMCOptions().num_samples(0)), doctest::Contains("num_samples must be at least 1"),
                        ValueError);
   CHECK_THROWS_AS(NUTS(NUTSOptions().target_accept(1.5)), ValueError);

@@ -187,7 +187,7 @@ MCMC::MCMC(const HMC& kernel, MCMCOptions options) : prototype_(kernel.clone()),
 }
 
 void MCMC::run(const Model& model) {
-  const Potential potential(model, options_.seed());
+  const Potential potential(model, PotentialOptions().seed(options_.seed()).max_plate_nesting(options_.max_plate_nesting()));
   names_.clear();
   for (const auto& s : potential.sites()) names_.push_back(s.name);
   const int64_t num_threads = std::min(options_.num_threads(), options_.num_chains());

@@ -38,16 +38,34 @@ struct LatentSite {
   int64_t numel = 0;
 };
 
+/// Options of `Potential`.
+struct PotentialOptions {
+  /// Seed of the prototype run that finds the latent sites.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Number of nested plates (dims -1 .. -max_plate_nesting); enumerated discrete latents get
+  /// the dims left of them. -1: guessed from the prototype run (Pyro's
+  /// `_guess_max_plate_nesting`).
+  TORCH_ARG(int64_t, max_plate_nesting) = -1;
+};
+
 /// The potential energy U(z) = -log p(data, T(z)) - log|det dT/dz| of a model as a function of
 /// the flat vector z of all its continuous latents in unconstrained space (Pyro's
 /// `initialize_model(...).potential_fn`). Latent values are supplied to the model by
 /// conditioning, so each evaluation runs the model once under `trace`.
+///
+/// Discrete latents are summed out exactly, as in Pyro: the model runs under
+/// `config_enumerate` (every unobserved discrete site with finite support is enumerated
+/// "parallel" unless it chose a strategy) and `enum`, and the log joint is contracted along the
+/// plate tree by TraceEnum_ELBO's variable elimination (with an empty guide its ELBO is
+/// log p(data, T(z)) with the discrete latents marginalised). A discrete latent that cannot be
+/// enumerated (no finite support, or marked "sequential") is a ValueError naming the site.
 class Potential {
  public:
   /// Runs `model` once (seeded with `seed`) to find its latent sites, their supports and
-  /// shapes. A discrete latent is a ValueError naming the site (MCMC here needs every discrete
-  /// latent observed; enumerating it out is not supported yet).
+  /// shapes (twice when it has discrete latents: the second run enumerates them).
   explicit Potential(Model model, uint64_t seed = 0);
+  /// As above, with options (seed, max_plate_nesting).
+  Potential(Model model, const PotentialOptions& options);
 
   /// The latent sites, in execution order.
   const std::vector<LatentSite>& sites() const { return sites_; }
@@ -55,6 +73,10 @@ class Potential {
   int64_t dim() const { return dim_; }
   /// Options (dtype, device) of the latent values.
   const torch::TensorOptions& options() const { return options_; }
+  /// The discrete latent sites summed out by enumeration, in execution order.
+  const std::vector<std::string>& enumerated_sites() const { return enumerated_; }
+  /// The plate nesting used to place enumeration dims.
+  int64_t max_plate_nesting() const { return max_plate_nesting_; }
 
   /// U(z) as a 0-dim tensor (differentiable if z requires grad).
   torch::Tensor energy(const torch::Tensor& z) const;
@@ -71,6 +93,8 @@ class Potential {
  private:
   Model model_;
   std::vector<LatentSite> sites_;
+  std::vector<std::string> enumerated_;
+  int64_t max_plate_nesting_ = 0;
   int64_t dim_ = 0;
   torch::TensorOptions options_;
 };
@@ -229,6 +253,8 @@ struct MCMCOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   /// Report progress on stderr (a line per chain when stderr is not a terminal).
   TORCH_ARG(bool, progress) = true;
+  /// Plates nested in the model; -1 = guessed (see PotentialOptions).
+  TORCH_ARG(int64_t, max_plate_nesting) = -1;
   /// Initial constrained values of some latents; the others start uniformly in (-2, 2) in
   /// unconstrained space (Pyro's init_to_uniform).
   TORCH_ARG(ValueMap, initial_values) = {};

@@ -1,9 +1,13 @@
 // The potential energy of a conditioned model in unconstrained space (Pyro's initialize_model).
 #include <torch/autograd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
+#include "inference/enum.h"
 #include "inference/mcmc/mcmc.h"
+#include "ppl/infer_config.h"
 #include "ppl/condition.h"
 #include "core/error.h"
 #include "ppl/seed.h"
@@ -19,22 +23,57 @@ std::string shape_str(c10::IntArrayRef s) {
 }
 }  // namespace
 
-Potential::Potential(Model model, uint64_t seed) : model_(std::move(model)) {
+Potential::Potential(Model model, uint64_t seed) : Potential(std::move(model), PotentialOptions().seed(seed)) {}
+
+namespace {
+// The latent and plate structure of one seeded run (config_enumerate marks the discrete sites).
+Trace prototype_trace(const Model& model, uint64_t seed, int64_t enum_first_dim) {
+  SeedMessenger seeded(seed);
+  TraceMessenger tm;
+  std::optional<infer::EnumMessenger> enumerate;
+  if (enum_first_dim < 0) enumerate.emplace(enum_first_dim);
+  InferConfigMessenger marked(enumerate_config());
+  model();
+  return tm.get_trace();
+}
+}  // namespace
+
+Potential::Potential(Model model, const PotentialOptions& options) : model_(std::move(model)) {
   if (!model_) throw ValueError("mcmc::Potential: the model is empty");
-  Trace prototype;
-  {
-    SeedMessenger seeded(seed);
-    TraceMessenger tm;
-    model_();
-    prototype = tm.get_trace();
+  const Trace plain = prototype_trace(model_, options.seed(), 0);
+  for (const auto& name : plain.stochastic_nodes()) {
+    const Site& site = plain.at(name);
+    if (!site.fn->is_discrete()) continue;
+    if (!site.fn->has_enumerate_support())
+      throw ValueError(cat("mcmc: latent site '", name, "' is discrete (", site.fn->name(),
+                           ") and its support is not finite, so it cannot be enumerated out; HMC/NUTS need continuous "
+                           "latents: observe it, or marginalise it in the model"));
+    if (site.infer.enumerate != "parallel")
+      throw ValueError(cat("mcmc: latent site '", name, "' is discrete (", site.fn->name(), ") and marked for \"",
+                           site.infer.enumerate, "\" enumeration; HMC/NUTS sum discrete latents out by \"parallel\" "
+                           "enumeration only"));
+    enumerated_.push_back(name);
   }
+  max_plate_nesting_ = options.max_plate_nesting();
+  if (max_plate_nesting_ < 0) {
+    max_plate_nesting_ = 0;
+    for (const auto& site : plain)
+      for (const auto& f : site.cond_indep_stack)
+        if (f.vectorized) max_plate_nesting_ = std::max<int64_t>(max_plate_nesting_, -f.dim);
+  }
+  // With enumeration the latents' shapes are read from an enumerated run: a continuous latent
+  // whose distribution depends on an enumerated value would get the enumeration dims.
+  const Trace prototype = enumerated_.empty() ? plain : prototype_trace(model_, options.seed(), -1 - max_plate_nesting_);
   int64_t offset = 0;
   for (const auto& name : prototype.stochastic_nodes()) {
     const Site& site = prototype.at(name);
-    if (site.fn->is_discrete())
-      throw ValueError(cat("mcmc: latent site '", name, "' is discrete (", site.fn->name(),
-                           "); HMC/NUTS need continuous latents: observe it, or marginalise it in the model "
-                           "(enumerating discrete latents out is not supported by Ember's MCMC yet)"));
+    if (site.fn->is_discrete()) continue;  // enumerated (checked above)
+    if (!plain.contains(name) || plain.at(name).value.sizes() != site.value.sizes())
+      throw ValueError(cat("mcmc: continuous latent site '", name, "' (", site.plates_str(), ") has shape ",
+                           shape_str(site.value.sizes()), " when the discrete latents are enumerated but ",
+                           plain.contains(name) ? shape_str(plain.at(name).value.sizes()) : std::string("no site"),
+                           " when they are sampled: its distribution depends on an enumerated site, which HMC/NUTS "
+                           "cannot sample; make the continuous latent independent of the discrete ones"));
     LatentSite ls;
     ls.name = name;
     ls.shape = site.value.sizes().vec();
@@ -88,6 +127,20 @@ torch::Tensor Potential::energy(const torch::Tensor& z) const {
     // The Jacobian sums over the site's whole value: batch dims are independent coordinates.
     log_det = log_det + s.transform->log_abs_det_jacobian(x, y).sum();
     constrained[s.name] = y;
+  }
+  if (!enumerated_.empty()) {
+    // TraceEnum_ELBO with an empty guide: its loss is -log p(data, T(z)) with the discrete
+    // latents summed out along the plate tree (Pyro's TraceEinsumEvaluator). A non-finite
+    // value is the sampler's business (a divergence), not an error.
+    infer::TraceEnum_ELBO marginal(infer::ELBOOptions().max_plate_nesting(max_plate_nesting_).check_finite(false));
+    const torch::Tensor neg_log_joint = marginal.compute_differentiable_loss(
+        [&] {
+          InferConfigMessenger marked(enumerate_config());
+          ConditionMessenger given(constrained);
+          model_();
+        },
+        [] {});
+    return neg_log_joint - log_det;
   }
   Trace tr;
   {
