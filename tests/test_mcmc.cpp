@@ -3,7 +3,10 @@
 // error (from the measured bulk ESS), fixed seeds.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 
 #include "inference/mcmc/mcmc.h"
 #include "inference/predictive.h"
@@ -344,6 +347,94 @@ TEST_CASE("MCMC chains on threads give the same draws as chains run one after an
   const ValueMap sequential = run(1), threaded = run(2);
   for (const char* site : {"loc", "scale", "p", "w", "u"}) CHECK(torch::equal(sequential.at(site), threaded.at(site)));
   CHECK(threaded.at("w").sizes() == torch::IntArrayRef({3, 25, 3}));
+}
+
+namespace {
+// A checkpoint file of its own per test run, removed at the end.
+struct TempCheckpoint {
+  std::string path = (std::filesystem::temp_directory_path() / ("ember-mcmc-ckpt-" + std::to_string(::getpid()) + ".ember")).string();
+  ~TempCheckpoint() { std::filesystem::remove(path); }
+};
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+void check_same_run(const MCMC& a, const MCMC& b) {
+  const ValueMap x = a.get_samples(true), y = b.get_samples(true);
+  REQUIRE(x.size() == y.size());
+  for (const auto& [site, v] : x) {
+    INFO("site ", site);
+    CHECK(torch::equal(v, y.at(site)));
+  }
+  REQUIRE(a.stats().size() == b.stats().size());
+  for (size_t c = 0; c < a.stats().size(); ++c) {
+    REQUIRE(a.stats()[c].size() == b.stats()[c].size());
+    for (size_t i = 0; i < a.stats()[c].size(); ++i) {
+      CHECK(a.stats()[c][i].step_size == b.stats()[c][i].step_size);
+      CHECK(a.stats()[c][i].accept_prob == b.stats()[c][i].accept_prob);
+      CHECK(a.stats()[c][i].num_leapfrog == b.stats()[c][i].num_leapfrog);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("MCMC checkpoint and resume: an interrupted run goes on to the uninterrupted run's draws, bit for bit") {
+  // 60 warmup iterations adapt in Stan's windows (9 / 45 / 6 here), so interruptions land in
+  // the middle of a metric window (iteration 37, 45), and in the sampling phase (71).
+  auto options = [](int64_t threads) {
+    return MCMCOptions().num_samples(20).warmup_steps(60).num_chains(2).num_threads(threads).seed(21).progress(false);
+  };
+  for (const bool dense : {false, true}) {
+    const NUTS kernel(NUTSOptions().max_tree_depth(3).dense_mass(dense));
+    MCMC reference(kernel, options(1));
+    reference.run(eight_schools);
+    using Case = std::tuple<int64_t, int64_t, int64_t>;  // chain, iteration, threads
+    const std::vector<Case> cases = dense ? std::vector<Case>{{1, 45, 1}} : std::vector<Case>{{0, 37, 1}, {1, 71, 2}};
+    for (const auto& [chain, iteration, threads] : cases) {
+      INFO("dense ", dense, ", interrupted at chain ", chain, " iteration ", iteration, ", threads ", threads);
+      TempCheckpoint file;
+      MCMC interrupted(kernel, options(threads).checkpoint_path(file.path).checkpoint_every(10).hook(
+                                   [chain = chain, iteration = iteration](int64_t c, int64_t i, const TransitionStats&) {
+                                     if (c == chain && i == iteration) throw Interrupted();
+                                   }));
+      CHECK_THROWS_AS(interrupted.run(eight_schools), Interrupted);
+      CHECK_THROWS_AS(interrupted.get_samples(), RuntimeError);
+      const TensorArchive saved = read_tensor_archive(file.path);
+      const auto at = saved.meta.at("chains").get<std::vector<int64_t>>();
+      CHECK(at[chain] == iteration / 10 * 10);  // the last multiple of checkpoint_every reached
+      MCMC resumed(kernel, options(threads));
+      resumed.resume(eight_schools, file.path);
+      check_same_run(reference, resumed);
+    }
+  }
+}
+
+TEST_CASE("MCMC checkpoint writes are atomic: a failed write keeps the previous checkpoint, which resumes exactly") {
+  TempCheckpoint file;
+  const NUTS kernel(NUTSOptions().max_tree_depth(5));
+  const auto options = MCMCOptions().num_samples(30).warmup_steps(40).num_chains(1).seed(8).progress(false);
+  MCMC reference(kernel, options);
+  reference.run(eight_schools);
+  int writes = 0;
+  set_atomic_write_hook([&](const std::string&) {
+    if (++writes == 3) throw std::runtime_error("disk full");
+  });
+  MCMC failing(kernel, MCMCOptions(options).checkpoint_path(file.path).checkpoint_every(20));
+  CHECK_THROWS_WITH_AS(failing.run(eight_schools), doctest::Contains(file.path.c_str()), IOError);
+  set_atomic_write_hook(nullptr);
+  const TensorArchive saved = read_tensor_archive(file.path);  // the second write, intact
+  CHECK(saved.meta.at("chains").get<std::vector<int64_t>>() == std::vector<int64_t>{40});
+  MCMC resumed(kernel, options);
+  resumed.resume(eight_schools, file.path);
+  check_same_run(reference, resumed);
+  // A checkpoint of another run is refused, naming the file.
+  MCMC other(kernel, MCMCOptions(options).num_samples(31));
+  CHECK_THROWS_WITH_AS(other.resume(eight_schools, file.path), doctest::Contains("num_samples is 30, this run's is 31"), ValueError);
+  MCMC other_kernel(NUTS(NUTSOptions().max_tree_depth(6)), options);
+  CHECK_THROWS_WITH_AS(other_kernel.resume(eight_schools, file.path), doctest::Contains(file.path.c_str()), ValueError);
+  MCMC other_model(kernel, options);
+  CHECK_THROWS_WITH_AS(other_model.resume(normal_normal, file.path), doctest::Contains("belongs to another run"), ValueError);
 }
 
 TEST_CASE("MCMC bad input: discrete latents that cannot be enumerated and zero samples are clear errors") {

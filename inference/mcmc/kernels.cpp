@@ -193,6 +193,78 @@ TransitionStats HMC::transition() {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Checkpoint state
+
+nlohmann::json HMC::config() const {
+  const auto& o = options_;
+  return {{"kernel", "HMC"},
+          {"step_size", o.step_size()},
+          {"trajectory_length", o.trajectory_length()},
+          {"num_steps", o.num_steps()},
+          {"adapt_step_size", o.adapt_step_size()},
+          {"adapt_mass_matrix", o.adapt_mass_matrix()},
+          {"dense_mass", o.dense_mass()},
+          {"target_accept", o.target_accept()},
+          {"dual_averaging", {o.dual_averaging().gamma(), o.dual_averaging().t0(), o.dual_averaging().kappa()}},
+          {"max_delta_energy", o.max_delta_energy()}};
+}
+
+nlohmann::json NUTS::config() const {
+  nlohmann::json j = HMC::config();
+  j["kernel"] = "NUTS";
+  j["max_tree_depth"] = nuts_options_.max_tree_depth();
+  return j;
+}
+
+namespace {
+// Doubles and counters travel as float64 / int64 tensors: exact, unlike a decimal rendering.
+constexpr int64_t kNumScalars = 5, kNumCounters = 10;
+}  // namespace
+
+void HMC::save_state(std::vector<ArchiveEntry>& out, const std::string& prefix) const {
+  if (!potential_) throw RuntimeError("HMC::save_state: the kernel has no state (call setup first)");
+  out.push_back({prefix + "z", point_.z.detach().clone()});
+  out.push_back({prefix + "grad", point_.grad.detach().clone()});
+  out.push_back({prefix + "inverse_mass_matrix", inv_metric_.clone()});
+  out.push_back({prefix + "welford_mean", welford_mean_.clone()});
+  out.push_back({prefix + "welford_m2", welford_m2_.clone()});
+  out.push_back({prefix + "rng", gen_.get_state()});
+  out.push_back({prefix + "scalars", torch::tensor({point_.potential, step_size_, mu_, s_bar_, x_bar_}, torch::kFloat64)});
+  out.push_back({prefix + "counters", torch::tensor({num_warmup_, iteration_, da_count_, init_buffer_, term_buffer_, base_window_,
+                                                     window_counter_, window_size_, next_window_, welford_n_},
+                                                    torch::kInt64)});
+}
+
+void HMC::load_state(const Potential& potential, const TensorArchive& archive, const std::string& prefix) {
+  auto get = [&](const std::string& field, c10::IntArrayRef shape) {
+    const ArchiveEntry* e = archive.find(prefix + field);
+    if (!e) throw ValueError(cat("HMC::load_state: the checkpoint has no entry '", prefix + field, "'"));
+    if (!shape.empty() && e->tensor.sizes() != shape)
+      throw ValueError(cat("HMC::load_state: entry '", prefix + field, "' has shape ", e->tensor.sizes(), ", expected ", shape));
+    return e->tensor;
+  };
+  const int64_t d = potential.dim();
+  const auto opts = potential.options();
+  const bool dense = options_.dense_mass();
+  const std::vector<int64_t> vec{d}, mat = dense ? std::vector<int64_t>{d, d} : std::vector<int64_t>{d};
+  potential_ = &potential;
+  point_.z = get("z", vec).to(opts);
+  point_.grad = get("grad", vec).to(opts);
+  set_inverse_metric(get("inverse_mass_matrix", mat).to(opts));
+  welford_mean_ = get("welford_mean", vec).to(opts);
+  welford_m2_ = get("welford_m2", mat).to(opts);
+  gen_ = at::make_generator<at::CPUGeneratorImpl>();
+  gen_.set_state(get("rng", {}));
+  const torch::Tensor scalars = get("scalars", {kNumScalars}).to(torch::kFloat64).contiguous();
+  const double* x = scalars.data_ptr<double>();
+  point_.potential = x[0], step_size_ = x[1], mu_ = x[2], s_bar_ = x[3], x_bar_ = x[4];
+  const torch::Tensor counters = get("counters", {kNumCounters}).to(torch::kInt64).contiguous();
+  const int64_t* n = counters.data_ptr<int64_t>();
+  num_warmup_ = n[0], iteration_ = n[1], da_count_ = n[2], init_buffer_ = n[3], term_buffer_ = n[4], base_window_ = n[5];
+  window_counter_ = n[6], window_size_ = n[7], next_window_ = n[8], welford_n_ = n[9];
+}
+
+// ----------------------------------------------------------------------------------------------
 // NUTS
 
 NUTS::NUTS(NUTSOptions options) : HMC(options), nuts_options_(std::move(options)) {

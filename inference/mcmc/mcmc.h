@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "distributions/transforms.h"
+#include "ppl/tensor_archive.h"
 #include "ppl/value_map.h"
 
 namespace ember::infer::mcmc {
@@ -183,6 +184,17 @@ class HMC {
   /// Inverse mass matrix (vector when diagonal).
   const torch::Tensor& inverse_mass_matrix() const { return inv_metric_; }
   const HMCOptions& hmc_options() const { return options_; }
+  /// The kernel's name and options, as a checkpoint records them.
+  virtual nlohmann::json config() const;
+
+  /// Appends the chain's whole state to `out`, as entries named `prefix` + field: position,
+  /// its energy and gradient, step size, dual-averaging and window-adaptation counters and
+  /// accumulators, inverse mass matrix, iteration, and the generator's state.
+  void save_state(std::vector<ArchiveEntry>& out, const std::string& prefix) const;
+  /// Restores a state written by `save_state` (instead of `setup`): the chain goes on
+  /// exactly, bit for bit, as it would have. Throws ValueError naming the missing or
+  /// mis-shaped entry.
+  void load_state(const Potential& potential, const TensorArchive& archive, const std::string& prefix);
 
  protected:
   /// Moves (point, p) by one leapfrog step of size eps.
@@ -227,6 +239,7 @@ class NUTS : public HMC {
  public:
   explicit NUTS(NUTSOptions options = {});
   std::unique_ptr<HMC> clone() const override { return std::make_unique<NUTS>(nuts_options_); }
+  nlohmann::json config() const override;
 
  protected:
   TransitionStats transition() override;
@@ -258,6 +271,15 @@ struct MCMCOptions {
   /// Initial constrained values of some latents; the others start uniformly in (-2, 2) in
   /// unconstrained space (Pyro's init_to_uniform).
   TORCH_ARG(ValueMap, initial_values) = {};
+  /// Checkpoint file ("" = none): every chain's state and draws so far, written atomically
+  /// every `checkpoint_every` iterations of a chain and when it ends; `MCMC::resume` goes on
+  /// from it. A failed write is an IOError that stops the run (the previous file survives).
+  TORCH_ARG(std::string, checkpoint_path) = "";
+  TORCH_ARG(int64_t, checkpoint_every) = 100;
+  /// Called after every iteration of every chain (warmup included) with the chain, the
+  /// iteration (0-based) and its statistics; on several threads, concurrently. An exception
+  /// it throws stops the run and reaches the caller of `run` / `resume`.
+  TORCH_ARG(std::function<void(int64_t chain, int64_t iteration, const TransitionStats&)>, hook) = nullptr;
 };
 
 /// Per-site posterior summary.
@@ -275,6 +297,13 @@ class MCMC {
   MCMC(const HMC& kernel, MCMCOptions options);
   /// Warmup then sampling, for each chain. Throws ValueError on zero samples or chains.
   void run(const Model& model);
+  /// Goes on with a run from its checkpoint `path` (written with `checkpoint_path`): chains
+  /// it records as finished keep their draws, chains in progress continue from their saved
+  /// state, chains not started start; the draws equal those of an uninterrupted run, bit for
+  /// bit. This MCMC's kernel, options (num_chains, num_samples, warmup_steps, seed) and the
+  /// model's latent sites must be the checkpoint's: a mismatch is a ValueError naming the
+  /// file. Writes further checkpoints to `checkpoint_path` when set.
+  void resume(const Model& model, const std::string& path);
   /// Constrained draws per site: `[num_chains * num_samples, ...]`, or
   /// `[num_chains, num_samples, ...]` when `group_by_chain`.
   ValueMap get_samples(bool group_by_chain = false) const;
@@ -290,11 +319,14 @@ class MCMC {
   std::string summary_table() const;
 
  private:
+  void run_chains(const Model& model, const TensorArchive* checkpoint, const std::string& checkpoint_source);
+
   std::unique_ptr<HMC> prototype_;
   MCMCOptions options_;
   std::vector<std::string> names_;
   ValueMap samples_;  // [chains, samples, ...]
   std::vector<std::vector<TransitionStats>> stats_;
+  bool complete_ = false;
 };
 
 /// Split R-hat (Gelman et al. 2013; Stan's split-chain potential scale reduction, not rank
