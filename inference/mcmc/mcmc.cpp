@@ -214,6 +214,14 @@ std::vector<TransitionStats> stats_from_tensor(const torch::Tensor& t) {
 }
 }  // namespace
 
+namespace {
+std::string divergence_advice(int64_t total) {
+  return cat("Warning: ", total, " divergent transitions after warmup: the sampler could not follow the posterior's "
+             "curvature there, so the draws may be biased. Raise target_accept (e.g. 0.95) or reparameterise the model "
+             "(e.g. non-centred); see docs/mcmc.md.\n");
+}
+}  // namespace
+
 void MCMC::run(const Model& model) { run_chains(model, nullptr, ""); }
 
 void MCMC::resume(const Model& model, const std::string& path) {
@@ -392,6 +400,11 @@ void MCMC::run_chains(const Model& model, const TensorArchive* checkpoint, const
     samples_[s.name] = y.reshape(shape);
   }
   complete_ = true;
+  if (options_.progress()) {  // as Stan: divergences after warmup are worth a warning
+    int64_t total_divergent = 0;
+    for (auto d : divergences()) total_divergent += d;
+    if (total_divergent > 0) std::fprintf(stderr, "%s", divergence_advice(total_divergent).c_str());
+  }
 }
 
 ValueMap MCMC::get_samples(bool group_by_chain) const {
@@ -487,6 +500,7 @@ std::string MCMC::summary_table() const {
   int64_t total = 0;
   for (auto d : divergences()) total += d;
   os << "\nNumber of divergences: " << total << "\n";
+  if (total > 0) os << divergence_advice(total);
   return os.str();
 }
 
