@@ -335,7 +335,7 @@ void MCMC::run_chains(const Model& model, const TensorArchive* checkpoint, const
     for (int64_t i = first_iteration; i < total; ++i) {
       TransitionStats s = kernel->step();
       if (i >= warmup) {
-        chain_draws.push_back(kernel->position().clone());
+        chain_draws.push_back(kernel->position());
         stats_[chain].push_back(s);
         divergences += s.divergent;
         depth_sum += s.tree_depth;

@@ -83,6 +83,8 @@ class Potential {
   torch::Tensor energy(const torch::Tensor& z) const;
   /// U(z) and dU/dz (autograd); a non-finite U returns (inf, zeros).
   std::pair<double, torch::Tensor> energy_and_grad(const torch::Tensor& z) const;
+  /// As above on plain arrays of `dim()` doubles: returns U(z) and writes dU/dz to `grad`.
+  double energy_and_grad(const double* z, double* grad) const;
 
   /// Constrained values of each site from a flat unconstrained vector.
   ValueMap constrain(const torch::Tensor& z) const;
@@ -158,9 +160,11 @@ struct TransitionStats {
   double potential_energy = 0.0;
 };
 
-/// One point of phase space: position, its potential energy and gradient.
+/// One point of phase space: position, its potential energy and gradient. The kernels keep
+/// their vectors as plain doubles: a LibTorch op on a vector of a few dozen entries costs
+/// microseconds of dispatch, more than the arithmetic itself.
 struct PhasePoint {
-  torch::Tensor z, grad;
+  std::vector<double> z, grad;
   double potential = 0.0;
 };
 
@@ -178,8 +182,8 @@ class HMC {
   void setup(const Potential& potential, const torch::Tensor& z0, int64_t num_warmup, at::Generator gen);
   /// One transition; adapts while in warmup.
   TransitionStats step();
-  /// Current position (unconstrained).
-  const torch::Tensor& position() const { return point_.z; }
+  /// Current position (unconstrained), a new tensor with the potential's options.
+  torch::Tensor position() const;
   double step_size() const { return step_size_; }
   /// Inverse mass matrix (vector when diagonal).
   const torch::Tensor& inverse_mass_matrix() const { return inv_metric_; }
@@ -197,13 +201,16 @@ class HMC {
   void load_state(const Potential& potential, const TensorArchive& archive, const std::string& prefix);
 
  protected:
+  using Vec = std::vector<double>;
   /// Moves (point, p) by one leapfrog step of size eps.
-  void leapfrog(PhasePoint& point, torch::Tensor& p, double eps) const;
-  double kinetic(const torch::Tensor& p) const;
+  void leapfrog(PhasePoint& point, Vec& p, double eps) const;
+  double kinetic(const Vec& p) const;
   /// M^{-1} p.
-  torch::Tensor velocity(const torch::Tensor& p) const;
-  torch::Tensor sample_momentum();
+  Vec velocity(const Vec& p) const;
+  Vec sample_momentum();
   double uniform();
+  /// Sets point.potential and point.grad at point.z.
+  void evaluate(PhasePoint& point) const;
   /// One transition at the current step size (no adaptation).
   virtual TransitionStats transition();
 
@@ -214,6 +221,7 @@ class HMC {
   double step_size_ = 1.0;
   torch::Tensor inv_metric_;
   torch::Tensor metric_chol_;  // Cholesky factor of the dense inverse metric
+  Vec inv_metric_values_;      // inv_metric_'s entries (row-major when dense)
 
  private:
   void find_reasonable_step_size();
@@ -246,8 +254,8 @@ class NUTS : public HMC {
 
  private:
   struct Tree;
-  bool build_tree(int64_t depth, PhasePoint& state, torch::Tensor& p, int direction, double h0, Tree& tree);
-  bool criterion(const torch::Tensor& p_sharp_minus, const torch::Tensor& p_sharp_plus, const torch::Tensor& rho) const;
+  bool build_tree(int64_t depth, PhasePoint& state, Vec& p, int direction, double h0, Tree& tree);
+  static bool criterion(const Vec& p_sharp_minus, const Vec& p_sharp_plus, const Vec& rho);
 
   NUTSOptions nuts_options_;
   bool divergent_ = false;

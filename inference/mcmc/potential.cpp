@@ -163,4 +163,13 @@ std::pair<double, torch::Tensor> Potential::energy_and_grad(const torch::Tensor&
   return {value, g};
 }
 
+double Potential::energy_and_grad(const double* z, double* grad) const {
+  // A view of the caller's array (not written to), converted when the latents are not CPU doubles.
+  const torch::Tensor view = torch::from_blob(const_cast<double*>(z), {dim_}, torch::kFloat64);
+  auto [u, g] = energy_and_grad(view.to(options_));
+  const torch::Tensor gd = g.to(torch::kCPU, torch::kFloat64).contiguous();
+  std::copy(gd.data_ptr<double>(), gd.data_ptr<double>() + dim_, grad);
+  return u;
+}
+
 }  // namespace ember::infer::mcmc
