@@ -89,12 +89,14 @@ int main(int argc, char** argv) {
     model = [&] {
       auto beta = sample("beta", dist::Normal(torch::zeros({100}, opts), torch::tensor(1.0, opts)).to_event(1));
       auto rows = plate("data", 1000);
-      sample("y", dist::Bernoulli(dist::Logits{torch::mv(data.x, beta)}), data.y);
+      // Vectorised chains give beta the shape [chains, 1, 100] (the batch dim left of the plate).
+      const torch::Tensor logits = vectorize ? torch::matmul(beta.reshape({-1, 100}), data.x.t()) : torch::mv(data.x, beta);
+      sample("y", dist::Bernoulli(dist::Logits{logits}), data.y);
     };
   } else {
     throw std::runtime_error("bench_mcmc: unknown model " + which);
   }
-  MCMC mcmc(NUTS(), MCMCOptions().num_samples(samples).warmup_steps(warmup).num_chains(chains).seed(seed));
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(samples).warmup_steps(warmup).num_chains(chains).vectorize_chains(vectorize).seed(seed));
   // CPU time of the process (one thread), so that other processes on a shared machine matter little.
   const std::clock_t cpu_start = std::clock();
   const auto start = std::chrono::steady_clock::now();

@@ -55,7 +55,8 @@ torch::Tensor HMC::position() const {
 
 void HMC::evaluate(PhasePoint& point) const {
   point.grad.resize(point.z.size());
-  point.potential = potential_->energy_and_grad(point.z.data(), point.grad.data());
+  point.potential = evaluator_ ? evaluator_(point.z.data(), point.grad.data())
+                               : potential_->energy_and_grad(point.z.data(), point.grad.data());
 }
 
 void HMC::setup(const Potential& potential, const torch::Tensor& z0, int64_t num_warmup, at::Generator gen) {

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <optional>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -222,6 +224,72 @@ std::string divergence_advice(int64_t total) {
 }
 }  // namespace
 
+// Vectorised chains: each chain (on its own thread, for control flow only) posts its point and
+// waits; once every unfinished chain has posted, the last one to arrive evaluates them all in
+// one batched model run. The batch is always "every unfinished chain", so the draws do not
+// depend on thread timing.
+class ChainBatcher {
+ public:
+  ChainBatcher(const Potential& potential, int64_t num_chains)
+      : potential_(potential), z_(num_chains), grad_(num_chains), result_(num_chains), posted_(num_chains, 0),
+        alive_(num_chains) {}
+
+  double evaluate(int64_t chain, const double* z, double* grad) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (error_) std::rethrow_exception(error_);
+    z_[chain] = z, grad_[chain] = grad, posted_[chain] = 1;
+    ++waiting_;
+    const uint64_t round = round_;
+    if (waiting_ == alive_) run_batch();
+    else done_.wait(lock, [&] { return round_ != round; });
+    if (error_) std::rethrow_exception(error_);
+    return result_[chain];
+  }
+
+  /// The chain will post no more (finished, or failed).
+  void finish() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    --alive_;
+    if (waiting_ > 0 && waiting_ == alive_) run_batch();
+  }
+
+ private:
+  void run_batch() {  // with mutex_ held
+    std::vector<int64_t> chains;
+    for (size_t c = 0; c < posted_.size(); ++c)
+      if (posted_[c]) chains.push_back(static_cast<int64_t>(c));
+    const int64_t d = potential_.dim(), b = static_cast<int64_t>(chains.size());
+    try {
+      torch::Tensor z = torch::empty({b, d}, torch::kFloat64);
+      for (int64_t i = 0; i < b; ++i) std::copy(z_[chains[i]], z_[chains[i]] + d, z.data_ptr<double>() + i * d);
+      torch::Tensor grad;
+      const std::vector<double> energies = potential_.energy_and_grad_batch(z, grad);
+      const torch::Tensor g = grad.to(torch::kCPU, torch::kFloat64).contiguous();
+      for (int64_t i = 0; i < b; ++i) {
+        result_[chains[i]] = energies[i];
+        std::copy(g.data_ptr<double>() + i * d, g.data_ptr<double>() + (i + 1) * d, grad_[chains[i]]);
+      }
+    } catch (...) {
+      error_ = std::current_exception();  // every waiting chain rethrows it
+    }
+    std::fill(posted_.begin(), posted_.end(), 0);
+    waiting_ = 0;
+    ++round_;
+    done_.notify_all();
+  }
+
+  const Potential& potential_;
+  std::mutex mutex_;
+  std::condition_variable done_;
+  std::vector<const double*> z_;
+  std::vector<double*> grad_;
+  std::vector<double> result_;
+  std::vector<char> posted_;
+  int64_t alive_, waiting_ = 0;
+  uint64_t round_ = 0;
+  std::exception_ptr error_;
+};
+
 void MCMC::run(const Model& model) { run_chains(model, nullptr, ""); }
 
 void MCMC::resume(const Model& model, const std::string& path) {
@@ -283,7 +351,15 @@ void MCMC::run_chains(const Model& model, const TensorArchive* checkpoint, const
   };
   const bool checkpointing = !options_.checkpoint_path().empty();
 
-  const int64_t num_threads = std::min(options_.num_threads(), num_chains);
+  const bool vectorized = options_.vectorize_chains() && num_chains > 1;
+  std::optional<ChainBatcher> batcher;
+  if (vectorized) {
+    if (!potential.enumerated_sites().empty())
+      throw NotImplementedError(cat("MCMC: vectorize_chains with enumerated discrete latents ('",
+                                    potential.enumerated_sites().front(), "') is not supported; run the chains unvectorised"));
+    batcher.emplace(potential, num_chains);
+  }
+  const int64_t num_threads = vectorized ? num_chains : std::min(options_.num_threads(), num_chains);
   // The updating terminal line only makes sense for one chain at a time.
   const bool tty = isatty(fileno(stderr)) && num_threads == 1;
   std::mutex print_mutex;
@@ -293,6 +369,7 @@ void MCMC::run_chains(const Model& model, const TensorArchive* checkpoint, const
     const auto start = std::chrono::steady_clock::now();
     const std::string prefix = cat("chain", chain, "/");
     std::unique_ptr<HMC> kernel = prototype_->clone();
+    if (batcher) kernel->set_evaluator([&, chain](const double* z, double* grad) { return batcher->evaluate(chain, z, grad); });
     std::vector<torch::Tensor> chain_draws;
     int64_t first_iteration = 0;
     if (checkpoint && slot_iteration[chain] >= 0) {
@@ -380,6 +457,7 @@ void MCMC::run_chains(const Model& model, const TensorArchive* checkpoint, const
           } catch (...) {
             errors[chain] = std::current_exception();  // rethrown below, in chain order
           }
+          if (batcher) batcher->finish();
         }
       });
     for (auto& w : workers) w.join();

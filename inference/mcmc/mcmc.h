@@ -37,6 +37,8 @@ struct LatentSite {
   /// Where its unconstrained values live in the flat vector.
   int64_t offset = 0;
   int64_t numel = 0;
+  /// Number of event dims of its distribution (the rightmost dims of `shape`).
+  int64_t event_dim = 0;
 };
 
 /// Options of `Potential`.
@@ -85,6 +87,12 @@ class Potential {
   std::pair<double, torch::Tensor> energy_and_grad(const torch::Tensor& z) const;
   /// As above on plain arrays of `dim()` doubles: returns U(z) and writes dU/dz to `grad`.
   double energy_and_grad(const double* z, double* grad) const;
+  /// U and dU/dz at B points at once, `z` of shape [B, dim()]: the model runs once inside a
+  /// plate of size B left of its own plates (dim -max_plate_nesting-1), so it must broadcast
+  /// over that batch dim, as for Pyro's vectorised particles (e.g. `mu + tau * theta`, not
+  /// `torch::mv(x, beta)`). Returns the B energies (inf, with a zero gradient, where not
+  /// finite) and sets `grad` to the [B, dim()] gradients.
+  std::vector<double> energy_and_grad_batch(const torch::Tensor& z, torch::Tensor& grad) const;
 
   /// Constrained values of each site from a flat unconstrained vector.
   ValueMap constrain(const torch::Tensor& z) const;
@@ -190,6 +198,11 @@ class HMC {
   const HMCOptions& hmc_options() const { return options_; }
   /// The kernel's name and options, as a checkpoint records them.
   virtual nlohmann::json config() const;
+  /// Evaluates U and dU/dz for this chain: `(z, grad) -> U`, writing `dim()` gradient entries.
+  using Evaluator = std::function<double(const double* z, double* grad)>;
+  /// Replaces the potential's own evaluation (empty: the potential's); the runner's
+  /// vectorised chains use it to batch the evaluations of all chains into one model run.
+  void set_evaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
 
   /// Appends the chain's whole state to `out`, as entries named `prefix` + field: position,
   /// its energy and gradient, step size, dual-averaging and window-adaptation counters and
@@ -209,7 +222,7 @@ class HMC {
   Vec velocity(const Vec& p) const;
   Vec sample_momentum();
   double uniform();
-  /// Sets point.potential and point.grad at point.z.
+  /// Sets point.potential and point.grad at point.z (through the evaluator when one is set).
   void evaluate(PhasePoint& point) const;
   /// One transition at the current step size (no adaptation).
   virtual TransitionStats transition();
@@ -222,6 +235,7 @@ class HMC {
   torch::Tensor inv_metric_;
   torch::Tensor metric_chol_;  // Cholesky factor of the dense inverse metric
   Vec inv_metric_values_;      // inv_metric_'s entries (row-major when dense)
+  Evaluator evaluator_;
 
  private:
   void find_reasonable_step_size();
@@ -270,6 +284,14 @@ struct MCMCOptions {
   TORCH_ARG(int64_t, num_chains) = 1;
   /// Threads running chains at once (each chain on one thread; the draws do not depend on it).
   TORCH_ARG(int64_t, num_threads) = 1;
+  /// Vectorised chains: every chain's potential evaluations are batched into one model run
+  /// (Potential::energy_and_grad_batch), which costs little more than one chain's when
+  /// LibTorch's per-op overhead dominates (small models). Each chain still runs its own
+  /// NUTS/HMC trajectory and adaptation; the batch holds every chain not yet finished, so
+  /// draws are reproducible, but not bit-identical to unvectorised chains (batched
+  /// arithmetic may round differently). The model must broadcast over a batch dim left of
+  /// its plates. Not with enumerated discrete latents; `num_threads` is then ignored.
+  TORCH_ARG(bool, vectorize_chains) = false;
   /// Seeds chain c with (seed, c): the same seed gives bit-identical samples.
   TORCH_ARG(uint64_t, seed) = 0;
   /// Report progress on stderr (a line per chain when stderr is not a terminal).

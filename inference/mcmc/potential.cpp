@@ -8,6 +8,7 @@
 #include "inference/enum.h"
 #include "inference/mcmc/mcmc.h"
 #include "ppl/infer_config.h"
+#include "ppl/plate.h"
 #include "ppl/condition.h"
 #include "core/error.h"
 #include "ppl/seed.h"
@@ -82,6 +83,7 @@ Potential::Potential(Model model, const PotentialOptions& options) : model_(std:
     ls.numel = 1;
     for (auto d : ls.unconstrained_shape) ls.numel *= d;
     ls.offset = offset;
+    ls.event_dim = static_cast<int64_t>(site.fn->event_shape().size());
     offset += ls.numel;
     if (sites_.empty()) options_ = site.value.options();
     sites_.push_back(std::move(ls));
@@ -170,6 +172,67 @@ double Potential::energy_and_grad(const double* z, double* grad) const {
   const torch::Tensor gd = g.to(torch::kCPU, torch::kFloat64).contiguous();
   std::copy(gd.data_ptr<double>(), gd.data_ptr<double>() + dim_, grad);
   return u;
+}
+
+std::vector<double> Potential::energy_and_grad_batch(const torch::Tensor& z, torch::Tensor& grad) const {
+  if (!enumerated_.empty())
+    throw NotImplementedError(cat("mcmc: vectorised chains with enumerated discrete latents ('", enumerated_.front(),
+                                  "') are not supported; run the chains unvectorised"));
+  if (z.dim() != 2 || z.size(1) != dim_)
+    throw ShapeError(cat("mcmc::Potential: expected a batch of flat vectors of shape [B, ", dim_, "], got shape ",
+                         shape_str(z.sizes())));
+  const int64_t b = z.size(0);
+  const torch::Tensor zz = z.detach().to(options_).requires_grad_(true);
+  ValueMap constrained;
+  torch::Tensor log_joint = torch::zeros({b}, options_);
+  for (const auto& s : sites_) {
+    std::vector<int64_t> ushape{b};
+    ushape.insert(ushape.end(), s.unconstrained_shape.begin(), s.unconstrained_shape.end());
+    const torch::Tensor x = zz.narrow(1, s.offset, s.numel).reshape(ushape);
+    const torch::Tensor y = s.transform->forward(x);
+    log_joint = log_joint + s.transform->log_abs_det_jacobian(x, y).reshape({b, -1}).sum(1);
+    // The batch dim goes left of the plates: [B, 1, ..., 1, site shape].
+    const int64_t batch_rank = static_cast<int64_t>(s.shape.size()) - s.event_dim;
+    if (batch_rank > max_plate_nesting_)
+      throw ShapeError(cat("mcmc: latent site '", s.name, "' has ", batch_rank, " batch dims but max_plate_nesting is ",
+                           max_plate_nesting_, "; declare its batch dims with plates"));
+    std::vector<int64_t> vshape{b};
+    vshape.insert(vshape.end(), static_cast<size_t>(max_plate_nesting_ - batch_rank), 1);
+    vshape.insert(vshape.end(), s.shape.begin(), s.shape.end());
+    constrained[s.name] = y.reshape(vshape);
+  }
+  Trace tr;
+  {
+    TraceMessenger tm;
+    auto chains = plate("_mcmc_batch", b, PlateOptions().dim(-1 - max_plate_nesting_));
+    ConditionMessenger given(constrained);
+    model_();
+    tr = std::move(tm.trace());
+  }
+  tr.compute_log_prob();
+  for (const auto& site : tr) {
+    if (site.type != SiteType::sample || !site.log_prob.defined()) continue;
+    const torch::Tensor& lp = site.log_prob;
+    if (lp.dim() > max_plate_nesting_ + 1)
+      throw ShapeError(cat("mcmc: site '", site.name, "' (", site.plates_str(), ") has log_prob of shape ", shape_str(lp.sizes()),
+                           " in a vectorised run, more dims than max_plate_nesting + 1 = ", max_plate_nesting_ + 1,
+                           "; the model must broadcast over the batch dim left of its plates"));
+    log_joint = log_joint + (lp.dim() == max_plate_nesting_ + 1 ? lp.reshape({lp.size(0), -1}).sum(1) : lp.sum());
+  }
+  const torch::Tensor energies = -log_joint;
+  torch::Tensor g;
+  if (energies.requires_grad())
+    g = torch::autograd::grad({energies.sum()}, {zz}, {}, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true)[0];
+  if (!g.defined()) g = torch::zeros_like(zz);
+  const torch::Tensor e = energies.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<double> out(e.data_ptr<double>(), e.data_ptr<double>() + b);
+  for (int64_t i = 0; i < b; ++i)
+    if (!std::isfinite(out[i])) {
+      out[i] = INFINITY;
+      g[i].zero_();
+    }
+  grad = g;
+  return out;
 }
 
 }  // namespace ember::infer::mcmc
