@@ -1,20 +1,20 @@
-// NUTS on eight schools (non-centred) or a logistic regression (100 features, 1,000 rows; the
-// data of bench/logistic_data.py), one chain, one thread: wall time per draw and bulk ESS per
-// second of the slowest parameter, after warmup. bench/bench_mcmc_pyro.py and
-// bench/bench_mcmc_numpyro.py run the same models and settings in Pyro 1.8.4 and NumPyro for
-// the ratio (see docs/inference.md, "MCMC", and docs/benchmarks.md).
+// NUTS on eight schools (non-centred) and on a logistic regression (100 features x 1000 rows),
+// one LibTorch thread: CPU time, leapfrog steps, and bulk ESS per CPU second of the slowest
+// parameter. bench/bench_mcmc_pyro.py runs the same models, data and settings in Pyro 1.8.4
+// for the ratio (docs/benchmarks.md, "MCMC"; docs/mcmc.md).
 //
-//     build/bin/bench_mcmc [warmup] [samples] [seed] [validate|novalidate] [schools|logistic]
+//     build/bin/bench_mcmc [--model eight_schools|logistic] [--warmup N] [--samples N] [--seed S]
+//                          [--chains C] [--vectorize] [--novalidate] [--profile N]
+//
+// --profile N: also time N evaluations of the potential and its gradient at the first draw
+// (the per-leapfrog cost without the kernel's own work).
 #include <torch/torch.h>
 
 #include <chrono>
-#include <cmath>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "inference/mcmc/mcmc.h"
 #include "ppl/ppl.h"
@@ -24,85 +24,111 @@ using namespace ember::infer::mcmc;
 
 namespace {
 
-// bench/logistic_data.py's data: SplitMix64 uniforms (integer arithmetic, so Python makes the
-// same numbers), X = sqrt(3) (2u - 1) row-major, beta = 0.6 (u - 1/2), y = [u < sigmoid(X beta)].
-std::pair<torch::Tensor, torch::Tensor> logistic_data(int64_t rows = 1000, int64_t features = 100) {
-  uint64_t state = 20261127;
-  auto uniform = [&state] {
-    state += 0x9E3779B97F4A7C15ULL;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return static_cast<double>(z >> 11) * 0x1.0p-53;
+// The logistic regression's data, reproducible bit for bit in Python (bench_mcmc_pyro.py):
+// a 32-bit linear congruential generator gives uniforms; features are uniform with unit
+// variance, labels Bernoulli(sigmoid(x . beta_true)) with beta_true_j = 0.25 (j mod 5 - 2).
+struct LogisticData {
+  torch::Tensor x, y;
+};
+
+LogisticData logistic_data(int64_t rows, int64_t features) {
+  uint64_t state = 12345;
+  auto uniform = [&] {
+    state = (1664525ULL * state + 1013904223ULL) % 4294967296ULL;
+    return (static_cast<double>(state) + 0.5) / 4294967296.0;
   };
-  std::vector<double> x(static_cast<size_t>(rows * features)), beta(static_cast<size_t>(features)), y(static_cast<size_t>(rows));
-  for (auto& v : x) v = std::sqrt(3.0) * (2.0 * uniform() - 1.0);
-  for (auto& b : beta) b = 0.6 * (uniform() - 0.5);
-  for (int64_t n = 0; n < rows; ++n) {
-    double eta = 0;  // summed in index order, as logistic_data.py does
-    for (int64_t d = 0; d < features; ++d) eta += x[static_cast<size_t>(n * features + d)] * beta[static_cast<size_t>(d)];
-    y[static_cast<size_t>(n)] = uniform() < 1.0 / (1.0 + std::exp(-eta)) ? 1.0 : 0.0;
+  std::vector<double> x(rows * features), y(rows);
+  for (auto& v : x) v = (uniform() - 0.5) * std::sqrt(12.0);
+  for (int64_t i = 0; i < rows; ++i) {
+    double logit = 0;
+    for (int64_t j = 0; j < features; ++j) logit += x[i * features + j] * 0.25 * static_cast<double>(j % 5 - 2);
+    y[i] = uniform() < 1.0 / (1.0 + std::exp(-logit)) ? 1.0 : 0.0;
   }
-  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
-  return {torch::tensor(x, f64).reshape({rows, features}), torch::tensor(y, f64)};
+  return {torch::tensor(x, torch::kFloat64).reshape({rows, features}), torch::tensor(y, torch::kFloat64)};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int64_t warmup = argc > 1 ? std::atoll(argv[1]) : 500;
-  const int64_t samples = argc > 2 ? std::atoll(argv[2]) : 500;
-  const uint64_t seed = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0;
-  const bool validate = !(argc > 4 && std::string(argv[4]) == "novalidate");
-  const std::string which = argc > 5 ? argv[5] : "schools";
-  if (which != "schools" && which != "logistic") {
-    std::fprintf(stderr, "bench_mcmc: unknown model '%s' (schools or logistic)\n", which.c_str());
-    return 2;
+  std::string which = "eight_schools";
+  int64_t warmup = 500, samples = 500, chains = 1, profile = 0;
+  uint64_t seed = 0;
+  bool validate = true, vectorize = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] {
+      if (i + 1 >= argc) throw std::runtime_error("bench_mcmc: " + a + " needs a value");
+      return std::string(argv[++i]);
+    };
+    if (a == "--model") which = next();
+    else if (a == "--warmup") warmup = std::stoll(next());
+    else if (a == "--samples") samples = std::stoll(next());
+    else if (a == "--seed") seed = std::stoull(next());
+    else if (a == "--chains") chains = std::stoll(next());
+    else if (a == "--profile") profile = std::stoll(next());
+    else if (a == "--vectorize") vectorize = true;
+    else if (a == "--novalidate") validate = false;
+    else throw std::runtime_error("bench_mcmc: unknown argument " + a);
   }
   dist::enable_validation(validate);
   torch::set_num_threads(1);
   const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  const torch::Tensor y = torch::tensor({28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0}, opts);
-  const torch::Tensor sigma = torch::tensor({15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0}, opts);
-  auto model = [&] {
-    auto mu = sample("mu", dist::Normal(torch::tensor(0.0, opts), torch::tensor(5.0, opts)));
-    auto tau = sample("tau", dist::HalfCauchy(torch::tensor(5.0, opts)));
-    auto schools = plate("schools", 8);
-    auto theta_tilde = sample("theta_tilde", dist::Normal(torch::tensor(0.0, opts), torch::tensor(1.0, opts)));
-    sample("y", dist::Normal(mu + tau * theta_tilde, sigma), y);
-  };
-  const auto [x, y_logistic] = logistic_data();
-  auto logistic = [&] {
-    torch::Tensor beta;
-    {
-      auto features = plate("features", x.size(1));
-      beta = sample("beta", dist::Normal(torch::tensor(0.0, opts), torch::tensor(1.0, opts)));
-    }
-    auto data = plate("data", x.size(0));
-    sample("y", dist::Bernoulli(dist::Logits{torch::matmul(x, beta)}), y_logistic);
-  };
-  if (which == "logistic")  // bench/logistic_data.py's check values: -0.14882607 1.54162344 -1.58150352, 524
-    std::printf("data: X[0, :3] = %.8f %.8f %.8f, sum(y) = %.0f\n", x[0][0].item<double>(), x[0][1].item<double>(),
-                x[0][2].item<double>(), y_logistic.sum().item<double>());
-  MCMC mcmc(NUTS(), MCMCOptions().num_samples(samples).warmup_steps(warmup).num_chains(1).seed(seed));
+  const torch::Tensor y8 = torch::tensor({28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0}, opts);
+  const torch::Tensor sigma8 = torch::tensor({15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0}, opts);
+  const LogisticData data = logistic_data(1000, 100);
+  Model model;
+  if (which == "eight_schools") {
+    model = [&] {
+      auto mu = sample("mu", dist::Normal(torch::tensor(0.0, opts), torch::tensor(5.0, opts)));
+      auto tau = sample("tau", dist::HalfCauchy(torch::tensor(5.0, opts)));
+      auto schools = plate("schools", 8);
+      auto theta_tilde = sample("theta_tilde", dist::Normal(torch::tensor(0.0, opts), torch::tensor(1.0, opts)));
+      sample("y", dist::Normal(mu + tau * theta_tilde, sigma8), y8);
+    };
+  } else if (which == "logistic") {
+    model = [&] {
+      auto beta = sample("beta", dist::Normal(torch::zeros({100}, opts), torch::tensor(1.0, opts)).to_event(1));
+      auto rows = plate("data", 1000);
+      // Vectorised chains give beta the shape [chains, 1, 100] (the batch dim left of the plate).
+      const torch::Tensor logits = vectorize ? torch::matmul(beta.reshape({-1, 100}), data.x.t()) : torch::mv(data.x, beta);
+      sample("y", dist::Bernoulli(dist::Logits{logits}), data.y);
+    };
+  } else {
+    throw std::runtime_error("bench_mcmc: unknown model " + which);
+  }
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(samples).warmup_steps(warmup).num_chains(chains).vectorize_chains(vectorize).seed(seed));
   // CPU time of the process (one thread), so that other processes on a shared machine matter little.
   const std::clock_t cpu_start = std::clock();
   const auto start = std::chrono::steady_clock::now();
-  if (which == "schools") mcmc.run(model);
-  else mcmc.run(logistic);
+  mcmc.run(model);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double secs = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
   int64_t leapfrogs = 0;
-  for (const auto& s : mcmc.stats()[0]) leapfrogs += s.num_leapfrog;
+  for (const auto& chain : mcmc.stats())
+    for (const auto& s : chain) leapfrogs += s.num_leapfrog;
   double min_ess = 1e300;
+  std::string slowest;
   for (const auto& [name, v] : mcmc.get_samples(true)) {
     torch::Tensor d = v.reshape({v.size(0), v.size(1), -1});
-    for (int64_t e = 0; e < d.size(2); ++e) min_ess = std::min(min_ess, ess_bulk(d.select(2, e)));
+    for (int64_t e = 0; e < d.size(2); ++e) {
+      const double ess = ess_bulk(d.select(2, e));
+      if (ess < min_ess) min_ess = ess, slowest = name + (d.size(2) > 1 ? "[" + std::to_string(e) + "]" : "");
+    }
   }
-  std::printf("ember NUTS %s (validation %s): %lld warmup + %lld samples in %.2f s CPU (%.2f s wall, %.2f ms CPU per iteration), "
-              "%lld leapfrog steps while sampling, min bulk ESS %.0f, %.1f ESS per CPU second (whole run)\n",
-              which.c_str(), validate ? "on" : "off", (long long)warmup, (long long)samples, secs, wall, 1000 * secs / (warmup + samples), (long long)leapfrogs, min_ess,
-              min_ess / secs);
-  if (which == "schools") std::printf("%s", mcmc.summary_table().c_str());
+  std::printf("ember NUTS %s (validation %s, %lld chain(s)%s): %lld warmup + %lld samples in %.2f s CPU (%.2f s wall, %.3f ms CPU per "
+              "iteration), %lld leapfrog steps while sampling, min bulk ESS %.0f (%s), %.1f ESS per CPU second (whole run)\n",
+              which.c_str(), validate ? "on" : "off", (long long)chains, vectorize ? ", vectorised" : "", (long long)warmup,
+              (long long)samples, secs, wall, 1000 * secs / (chains * (warmup + samples)), (long long)leapfrogs, min_ess,
+              slowest.c_str(), min_ess / secs);
+  if (profile > 0) {
+    const Potential potential(model);
+    torch::Tensor z = torch::zeros({potential.dim()}, opts);
+    const std::clock_t p0 = std::clock();
+    double sink = 0;
+    for (int64_t i = 0; i < profile; ++i) sink += potential.energy_and_grad(z).first;
+    const double per = static_cast<double>(std::clock() - p0) / CLOCKS_PER_SEC / profile;
+    std::printf("potential and gradient: %.1f us CPU per evaluation (%lld evaluations, checksum %.6g)\n", 1e6 * per,
+                (long long)profile, sink / profile);
+  }
+  if (which == "eight_schools") std::printf("%s", mcmc.summary_table().c_str());
 }

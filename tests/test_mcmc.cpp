@@ -3,7 +3,14 @@
 // error (from the measured bulk ESS), fixed seeds.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "inference/mcmc/mcmc.h"
 #include "inference/predictive.h"
@@ -48,7 +55,58 @@ void eight_schools() {
          T({28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0}));
 }
 
+// The models of scripts/pyro_fixtures/mcmc_enum.py (discrete latents enumerated out).
+void gmm() {
+  auto weights = sample("weights", dist::Dirichlet(T({1.0, 1.0, 1.0})));
+  torch::Tensor locs;
+  {
+    auto components = plate("components", 3);
+    locs = sample("locs", dist::Normal(S(0.0), S(10.0)));
+  }
+  auto scale = sample("scale", dist::LogNormal(S(0.0), S(1.0)));
+  auto data = plate("data", 6);
+  auto z = sample("z", dist::Categorical(weights));
+  sample("x", dist::Normal(locs.index({z}), scale), T({-2.1, -1.7, 0.2, 2.5, 3.1, 2.2}));
+}
+
+void global_local() {
+  auto p = sample("p", dist::Beta(S(2.0), S(2.0)));
+  auto mu = sample("mu", dist::Normal(S(0.0), S(3.0)));
+  auto delta = sample("delta", dist::Normal(S(0.0), S(1.0)));
+  auto c = sample("c", dist::Bernoulli(S(0.3)));
+  auto data = plate("data", 5);
+  auto z = sample("z", dist::Bernoulli(p));
+  sample("x", dist::Normal(mu * z + delta * c, S(1.0)), T({0.3, 2.9, 3.4, -0.2, 1.1}));
+}
+
+InferConfig parallel() {
+  InferConfig c;
+  c.enumerate = "parallel";
+  return c;
+}
+
+void marked() {
+  auto locs = sample("locs", dist::Normal(T({0.0, 1.0}), S(2.0)).to_event(1));
+  auto data = plate("data", 4);
+  auto z = sample("z", dist::Categorical(T({0.4, 0.6})), SampleOptions().infer(parallel()));
+  sample("k", dist::Bernoulli(S(0.5)), T({1.0, 0.0, 1.0, 1.0}));
+  sample("x", dist::Normal(locs.index({z}), S(1.0)), T({1.2, -0.4, 2.2, 0.9}));
+}
+
+// Eight schools, non-centred (posteriordb's eight_schools_noncentered; Stan's theta_trans).
+void eight_schools_noncentered() {
+  auto mu = sample("mu", dist::Normal(S(0.0), S(5.0)));
+  auto tau = sample("tau", dist::HalfCauchy(S(5.0)));
+  auto schools = plate("schools", 8);
+  auto theta_trans = sample("theta_trans", dist::Normal(S(0.0), S(1.0)));
+  sample("y", dist::Normal(mu + tau * theta_trans, T({15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0})),
+         T({28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0}));
+}
+
 Model fixture_model(const std::string& name) {
+  if (name == "gmm") return gmm;
+  if (name == "global_local") return global_local;
+  if (name == "marked") return marked;
   if (name == "normal_normal") return normal_normal;
   if (name == "constrained") return constrained;
   if (name == "eight_schools") return eight_schools;
@@ -94,6 +152,141 @@ TEST_CASE("MCMC potential energy and gradient match Pyro's initialize_model pote
       CHECK(torch::allclose(potential.unconstrain(c), z, 1e-6, 1e-9));
     }
   }
+}
+
+TEST_CASE("MCMC potential with discrete latents enumerated out matches Pyro's (TraceEnum potential)") {
+  // Pyro's initialize_model(model, max_plate_nesting=1) enumerates every discrete latent and
+  // contracts the log joint along the plate tree; the energies and gradients must agree.
+  const auto& cases = pyro_cases("mcmc_enum");
+  for (const auto& [name, points] : cases.items()) {
+    const Potential potential(fixture_model(name), PotentialOptions().max_plate_nesting(1));
+    CHECK(!potential.enumerated_sites().empty());
+    for (const auto& point : points) {
+      std::vector<torch::Tensor> parts;
+      for (const auto& s : potential.sites()) parts.push_back(fixture_tensor(point.at("z").at(s.name)).reshape({-1}));
+      CHECK(potential.sites().size() == point.at("z").size());
+      auto [u, grad] = potential.energy_and_grad(torch::cat(parts));
+      INFO(name, " at ", point.at("z").dump());
+      CHECK(u == doctest::Approx(fixture_tensor(point.at("potential")).item<double>()).epsilon(1e-6));
+      const ValueMap g = potential.unflatten(grad);
+      for (const auto& s : potential.sites()) {
+        INFO("site ", s.name);
+        CHECK(torch::allclose(g.at(s.name), fixture_tensor(point.at("grad").at(s.name)), 1e-6, 1e-6));
+      }
+    }
+  }
+  // max_plate_nesting guessed from the prototype run gives the same energy.
+  const Potential guessed(global_local);
+  CHECK(guessed.max_plate_nesting() == 1);
+  CHECK(guessed.enumerated_sites() == std::vector<std::string>{"c", "z"});
+  const torch::Tensor z = T({0.4, 2.5, 0.3});
+  CHECK(guessed.energy_and_grad(z).first ==
+        doctest::Approx(fixture_tensor(cases.at("global_local")[0].at("potential")).item<double>()).epsilon(1e-6));
+}
+
+TEST_CASE("NUTS on a Gaussian mixture with the assignment enumerated out matches quadrature") {
+  // Two components with known weights (0.35, 0.65) and unit scale; the component means have
+  // priors N(-2, 2^2) and N(2, 2^2). The exact posterior of (mu_0, mu_1) is computed on a grid
+  // (the marginal likelihood prod_i sum_k w_k N(x_i | mu_k, 1) in closed form at each point);
+  // NUTS must match its means and variances within Monte-Carlo error. The posterior has a
+  // label-switched local mode (mu_0 near 2.5, mu_1 near -2) of negligible mass (checked on the
+  // grid) in which a chain started there would stay, as HMC does not jump between modes:
+  // the chains start at the prior means.
+  const torch::Tensor x = T({-2.92, 2.24, 2.65, 2.57, -1.68, 5.78, 1.09, -1.79, 3.32, 1.60, 4.05, 3.16, -0.03, 2.89, 3.65,
+                             1.41, 2.84, 1.47, 2.94, -1.69, 1.21, -1.45, 1.80, 3.11, 3.75, 1.64, 3.99, -2.08, 4.61, 2.02});
+  const torch::Tensor weights = T({0.35, 0.65}), prior_loc = T({-2.0, 2.0});
+  auto model = [&] {
+    torch::Tensor locs;
+    {
+      auto components = plate("components", 2);
+      locs = sample("locs", dist::Normal(prior_loc, S(2.0)));
+    }
+    auto data = plate("data", x.size(0));
+    auto z = sample("z", dist::Categorical(weights));  // enumerated by the potential
+    sample("x", dist::Normal(locs.index({z}), S(1.0)), x);
+  };
+  // Quadrature on a 481 x 481 grid over [-6, 6]^2 (posterior sds are about 0.2 to 0.4).
+  const torch::Tensor g0 = torch::linspace(-6.0, 6.0, 481, torch::kDouble), g1 = g0;
+  const torch::Tensor m0 = g0.view({-1, 1, 1}), m1 = g1.view({1, -1, 1}), xs = x.view({1, 1, -1});
+  auto log_n = [](const torch::Tensor& v, const torch::Tensor& loc, double sd) {
+    return -0.5 * ((v - loc) / sd).pow(2) - std::log(sd) - 0.5 * std::log(2 * M_PI);
+  };
+  const torch::Tensor log_lik = torch::logaddexp(std::log(0.35) + log_n(xs, m0, 1.0), std::log(0.65) + log_n(xs, m1, 1.0)).sum(-1);
+  const torch::Tensor log_post = log_lik + log_n(g0, S(-2.0), 2.0).view({-1, 1}) + log_n(g1, S(2.0), 2.0).view({1, -1});
+  const torch::Tensor w = (log_post - log_post.max()).exp() / (log_post - log_post.max()).exp().sum();
+  const torch::Tensor w0 = w.sum(1), w1 = w.sum(0);
+  const double mean0 = (w0 * g0).sum().item<double>(), mean1 = (w1 * g1).sum().item<double>();
+  const double var0 = (w0 * (g0 - mean0).pow(2)).sum().item<double>(), var1 = (w1 * (g1 - mean1).pow(2)).sum().item<double>();
+  // The grid covers the posterior: negligible mass at its edges.
+  CHECK((w0.narrow(0, 0, 20).sum() + w0.narrow(0, 461, 20).sum()).item<double>() < 1e-9);
+  CHECK((w1.narrow(0, 0, 20).sum() + w1.narrow(0, 461, 20).sum()).item<double>() < 1e-9);
+  CHECK((w * (g0.view({-1, 1}) > g1.view({1, -1}))).sum().item<double>() < 1e-3);  // the switched mode
+
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(400).warmup_steps(300).num_chains(2).seed(4).progress(false)
+                        .initial_values({{"locs", prior_loc}}));
+  mcmc.run(model);
+  const ValueMap by_chain = mcmc.get_samples(true);
+  CHECK(by_chain.count("z") == 0);  // summed out, not sampled
+  REQUIRE(by_chain.at("locs").sizes() == torch::IntArrayRef({2, 400, 2}));
+  for (int k = 0; k < 2; ++k) {
+    const torch::Tensor draws = by_chain.at("locs").select(2, k);
+    const double ess = ess_bulk(draws), m = draws.mean().item<double>(), v = draws.var().item<double>();
+    const double mean = k == 0 ? mean0 : mean1, var = k == 0 ? var0 : var1;
+    INFO("locs[", k, "]: mean ", m, " vs ", mean, ", var ", v, " vs ", var, ", bulk ESS ", ess);
+    CHECK(ess > 100);
+    CHECK(std::abs(m - mean) < 4 * std::sqrt(var / ess));
+    CHECK(std::abs(v - var) < 4 * var * std::sqrt(2.0 / ess));
+  }
+}
+
+TEST_CASE("NUTS on eight schools (non-centred) matches posteriordb's Stan reference within Monte-Carlo error") {
+  // tests/fixtures/posteriordb: mean and sd of mu, tau and theta[1..8] over posteriordb's
+  // 10,000 reference draws (rstan, bulk ESS about 10,000 each). The difference of two
+  // Monte-Carlo estimates has variance mcse_ember^2 + mcse_reference^2; for the sd, the MCSE of
+  // the variance is sqrt((m4 - var^2) / ess) (no normality assumed: tau is heavy-tailed).
+  std::ifstream in(std::string(EMBER_TEST_DATA_DIR) + "/posteriordb/eight_schools-eight_schools_noncentered.json");
+  REQUIRE(in);
+  nlohmann::json ref;
+  in >> ref;
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(700).warmup_steps(300).num_chains(2).seed(3).progress(false));
+  mcmc.run(eight_schools_noncentered);
+  const ValueMap draws = mcmc.get_samples(true);
+  std::map<std::string, torch::Tensor> params = {{"mu", draws.at("mu")}, {"tau", draws.at("tau")}};
+  const torch::Tensor theta = draws.at("mu").unsqueeze(-1) + draws.at("tau").unsqueeze(-1) * draws.at("theta_trans");
+  for (int j = 0; j < 8; ++j) params[cat("theta[", j + 1, "]")] = theta.select(2, j);
+  CHECK(ref.at("parameters").size() == params.size());
+  for (const auto& [name, d] : params) {
+    const auto& r = ref.at("parameters").at(name);
+    const double ess = ess_bulk(d), ref_ess = r.at("ess_bulk").get<double>();
+    const torch::Tensor flat = d.flatten();
+    const double mean = flat.mean().item<double>(), var = flat.var().item<double>(), sd = std::sqrt(var);
+    const double m4 = (flat - mean).pow(4).mean().item<double>();
+    const double ref_mean = r.at("mean").get<double>(), ref_sd = r.at("sd").get<double>();
+    const double mcse_mean = std::sqrt(var / ess + ref_sd * ref_sd / ref_ess);
+    const double mcse_sd = std::sqrt((m4 - var * var) / (4 * var)) * std::sqrt(1.0 / ess + 1.0 / ref_ess);
+    INFO(name, ": mean ", mean, " vs ", ref_mean, " (mcse ", mcse_mean, "), sd ", sd, " vs ", ref_sd, " (mcse ", mcse_sd,
+         "), bulk ESS ", ess);
+    CHECK(ess > 200);
+    CHECK(std::abs(mean - ref_mean) < 4 * mcse_mean);
+    CHECK(std::abs(sd - ref_sd) < 4 * mcse_sd);
+  }
+  for (auto d : mcmc.divergences()) CHECK(d <= 2);  // non-centred: divergence-free up to the odd one (Stan's 0 at adapt_delta 0.95)
+}
+
+TEST_CASE("NUTS on eight schools (centred) reports divergences, as Stan does") {
+  // The centred funnel: at the default target_accept the sampler cannot follow the neck
+  // (small tau), and Stan reports divergent transitions after warmup; so must Ember, in
+  // divergences(), the JSON summary and the table.
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(300).warmup_steps(200).num_chains(1).seed(1).progress(false));
+  mcmc.run(eight_schools);
+  const int64_t divergent = mcmc.divergences().at(0);
+  MESSAGE("centred eight schools, seed 1: ", divergent, " divergent transitions of 300");
+  CHECK(divergent > 0);
+  CHECK(mcmc.summary()["divergences"][0].get<int64_t>() == divergent);
+  CHECK(mcmc.summary_table().find(cat("Number of divergences: ", divergent)) != std::string::npos);
+  int64_t from_stats = 0;
+  for (const auto& s : mcmc.stats()[0]) from_stats += s.divergent;
+  CHECK(from_stats == divergent);
 }
 
 TEST_CASE("Split R-hat and ESS match Stan's definitions on fixed draws") {
@@ -220,13 +413,159 @@ TEST_CASE("MCMC chains on threads give the same draws as chains run one after an
   CHECK(threaded.at("w").sizes() == torch::IntArrayRef({3, 25, 3}));
 }
 
-TEST_CASE("MCMC bad input: discrete latents and zero samples are clear errors") {
-  auto discrete = [] {
-    auto z = sample("assignment", dist::Bernoulli(S(0.3)));
-    sample("x", dist::Normal(z, S(1.0)), S(0.5));
+namespace {
+// A checkpoint file of its own per test run, removed at the end.
+struct TempCheckpoint {
+  std::string path = (std::filesystem::temp_directory_path() / ("ember-mcmc-ckpt-" + std::to_string(::getpid()) + ".ember")).string();
+  ~TempCheckpoint() { std::filesystem::remove(path); }
+};
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+void check_same_run(const MCMC& a, const MCMC& b) {
+  const ValueMap x = a.get_samples(true), y = b.get_samples(true);
+  REQUIRE(x.size() == y.size());
+  for (const auto& [site, v] : x) {
+    INFO("site ", site);
+    CHECK(torch::equal(v, y.at(site)));
+  }
+  REQUIRE(a.stats().size() == b.stats().size());
+  for (size_t c = 0; c < a.stats().size(); ++c) {
+    REQUIRE(a.stats()[c].size() == b.stats()[c].size());
+    for (size_t i = 0; i < a.stats()[c].size(); ++i) {
+      CHECK(a.stats()[c][i].step_size == b.stats()[c][i].step_size);
+      CHECK(a.stats()[c][i].accept_prob == b.stats()[c][i].accept_prob);
+      CHECK(a.stats()[c][i].num_leapfrog == b.stats()[c][i].num_leapfrog);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("MCMC checkpoint and resume: an interrupted run goes on to the uninterrupted run's draws, bit for bit") {
+  // 60 warmup iterations adapt in Stan's windows (9 / 45 / 6 here), so interruptions land in
+  // the middle of a metric window (iteration 37, 45), and in the sampling phase (71).
+  auto options = [](int64_t threads) {
+    return MCMCOptions().num_samples(20).warmup_steps(60).num_chains(2).num_threads(threads).seed(21).progress(false);
+  };
+  for (const bool dense : {false, true}) {
+    const NUTS kernel(NUTSOptions().max_tree_depth(3).dense_mass(dense));
+    MCMC reference(kernel, options(1));
+    reference.run(eight_schools);
+    using Case = std::tuple<int64_t, int64_t, int64_t>;  // chain, iteration, threads
+    const std::vector<Case> cases = dense ? std::vector<Case>{{1, 45, 1}} : std::vector<Case>{{0, 37, 1}, {1, 71, 2}};
+    for (const auto& [chain, iteration, threads] : cases) {
+      INFO("dense ", dense, ", interrupted at chain ", chain, " iteration ", iteration, ", threads ", threads);
+      TempCheckpoint file;
+      MCMC interrupted(kernel, options(threads).checkpoint_path(file.path).checkpoint_every(10).hook(
+                                   [chain = chain, iteration = iteration](int64_t c, int64_t i, const TransitionStats&) {
+                                     if (c == chain && i == iteration) throw Interrupted();
+                                   }));
+      CHECK_THROWS_AS(interrupted.run(eight_schools), Interrupted);
+      CHECK_THROWS_AS(interrupted.get_samples(), RuntimeError);
+      const TensorArchive saved = read_tensor_archive(file.path);
+      const auto at = saved.meta.at("chains").get<std::vector<int64_t>>();
+      CHECK(at[chain] == iteration / 10 * 10);  // the last multiple of checkpoint_every reached
+      MCMC resumed(kernel, options(threads));
+      resumed.resume(eight_schools, file.path);
+      check_same_run(reference, resumed);
+    }
+  }
+}
+
+TEST_CASE("MCMC checkpoint writes are atomic: a failed write keeps the previous checkpoint, which resumes exactly") {
+  TempCheckpoint file;
+  const NUTS kernel(NUTSOptions().max_tree_depth(5));
+  const auto options = MCMCOptions().num_samples(30).warmup_steps(40).num_chains(1).seed(8).progress(false);
+  MCMC reference(kernel, options);
+  reference.run(eight_schools);
+  int writes = 0;
+  set_atomic_write_hook([&](const std::string&) {
+    if (++writes == 3) throw std::runtime_error("disk full");
+  });
+  MCMC failing(kernel, MCMCOptions(options).checkpoint_path(file.path).checkpoint_every(20));
+  CHECK_THROWS_WITH_AS(failing.run(eight_schools), doctest::Contains(file.path.c_str()), IOError);
+  set_atomic_write_hook(nullptr);
+  const TensorArchive saved = read_tensor_archive(file.path);  // the second write, intact
+  CHECK(saved.meta.at("chains").get<std::vector<int64_t>>() == std::vector<int64_t>{40});
+  MCMC resumed(kernel, options);
+  resumed.resume(eight_schools, file.path);
+  check_same_run(reference, resumed);
+  // A checkpoint of another run is refused, naming the file.
+  MCMC other(kernel, MCMCOptions(options).num_samples(31));
+  CHECK_THROWS_WITH_AS(other.resume(eight_schools, file.path), doctest::Contains("num_samples is 30, this run's is 31"), ValueError);
+  MCMC other_kernel(NUTS(NUTSOptions().max_tree_depth(6)), options);
+  CHECK_THROWS_WITH_AS(other_kernel.resume(eight_schools, file.path), doctest::Contains(file.path.c_str()), ValueError);
+  MCMC other_model(kernel, options);
+  CHECK_THROWS_WITH_AS(other_model.resume(normal_normal, file.path), doctest::Contains("belongs to another run"), ValueError);
+}
+
+TEST_CASE("Batched potential: B points in one model run give each point's energy and gradient") {
+  // The vectorised chains' evaluation (a plate of size B left of the model's plates) against
+  // one evaluation per point, on models with constrained latents (Gamma, Beta, stick-breaking
+  // Dirichlet, Uniform) and plates.
+  for (const Model& model : {Model(constrained), Model(eight_schools)}) {
+    const Potential potential(model);
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(17);
+    const torch::Tensor z = torch::randn({5, potential.dim()}, gen, torch::kFloat64);
+    torch::Tensor grad;
+    const std::vector<double> energies = potential.energy_and_grad_batch(z, grad);
+    REQUIRE(energies.size() == 5);
+    REQUIRE(grad.sizes() == z.sizes());
+    for (int64_t i = 0; i < 5; ++i) {
+      auto [u, g] = potential.energy_and_grad(z[i]);
+      CHECK(energies[i] == doctest::Approx(u).epsilon(1e-12));
+      CHECK(torch::allclose(grad[i], g, 1e-10, 1e-12));
+    }
+  }
+}
+
+TEST_CASE("Vectorised chains: reproducible draws, the Normal-Normal posterior within Monte-Carlo error") {
+  const double precision = 1.0 / 100 + 5, sum_y = 0.3 + 1.9 + 1.1 - 0.4 + 2.2;
+  auto run = [](uint64_t seed) {
+    auto mcmc = std::make_unique<MCMC>(
+        NUTS(), MCMCOptions().num_samples(300).warmup_steps(300).num_chains(4).vectorize_chains(true).seed(seed).progress(false));
+    mcmc->run(normal_normal);
+    return mcmc;
+  };
+  const auto a = run(6), b = run(6);
+  CHECK(torch::equal(a->get_samples(true).at("mu"), b->get_samples(true).at("mu")));
+  CHECK(a->get_samples(true).at("mu").sizes() == torch::IntArrayRef({4, 300}));
+  check_moments(*a, "mu", sum_y / precision, 1 / precision);
+  // A chain that fails does not hold up the others; the error reaches the caller.
+  MCMC failing(NUTS(), MCMCOptions().num_samples(20).warmup_steps(20).num_chains(3).vectorize_chains(true).progress(false).hook(
+                           [](int64_t chain, int64_t i, const TransitionStats&) {
+                             if (chain == 1 && i == 5) throw std::runtime_error("chain 1 stops");
+                           }));
+  CHECK_THROWS_WITH(failing.run(normal_normal), "chain 1 stops");
+  MCMC enumerated(NUTS(), MCMCOptions().num_samples(20).warmup_steps(20).num_chains(2).vectorize_chains(true).progress(false));
+  CHECK_THROWS_WITH_AS(enumerated.run(global_local), doctest::Contains("vectorize_chains with enumerated discrete latents ('c')"),
+                       NotImplementedError);
+}
+
+TEST_CASE("MCMC bad input: discrete latents that cannot be enumerated and zero samples are clear errors") {
+  auto infinite = [] {
+    auto n = sample("count", dist::Poisson(S(3.0)));
+    sample("x", dist::Normal(n, S(1.0)), S(0.5));
   };
   MCMC mcmc(NUTS(), MCMCOptions().num_samples(10).warmup_steps(10).progress(false));
-  CHECK_THROWS_WITH_AS(mcmc.run(discrete), doctest::Contains("'assignment' is discrete"), ValueError);
+  CHECK_THROWS_WITH_AS(mcmc.run(infinite), doctest::Contains("'count' is discrete (Poisson) and its support is not finite"),
+                       ValueError);
+  auto sequential = [] {
+    InferConfig seq;
+    seq.enumerate = "sequential";
+    auto z = sample("assignment", dist::Bernoulli(S(0.3)), SampleOptions().infer(seq));
+    sample("x", dist::Normal(z, S(1.0)), S(0.5));
+  };
+  CHECK_THROWS_WITH_AS(mcmc.run(sequential), doctest::Contains("'assignment' is discrete (Bernoulli) and marked for \"sequential\""),
+                       ValueError);
+  auto dependent = [] {  // a continuous latent whose distribution depends on an enumerated one
+    auto z = sample("assignment", dist::Bernoulli(S(0.3)));
+    auto y = sample("y", dist::Normal(z, S(1.0)));
+    sample("x", dist::Normal(y, S(1.0)), S(0.5));
+  };
+  CHECK_THROWS_WITH_AS(mcmc.run(dependent), doctest::Contains("continuous latent site 'y'"), ValueError);
   CHECK_THROWS_WITH_AS(MCMC(NUTS(), MCMCOptions().num_samples(0)), doctest::Contains("num_samples must be at least 1"),
                        ValueError);
   CHECK_THROWS_AS(NUTS(NUTSOptions().target_accept(1.5)), ValueError);

@@ -1,8 +1,10 @@
 // HMC and NUTS transitions, and Stan's warmup adaptation (dual averaging, windowed metric).
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/DistributionsHelper.h>
 
 #include <cmath>
 #include <limits>
+#include <mutex>
 
 #include "inference/mcmc/mcmc.h"
 #include "core/error.h"
@@ -27,6 +29,34 @@ HMC::HMC(HMCOptions options) : options_(std::move(options)) {
 void HMC::set_inverse_metric(torch::Tensor m) {
   inv_metric_ = std::move(m);
   if (inv_metric_.dim() == 2) metric_chol_ = torch::linalg_cholesky(inv_metric_);
+  const torch::Tensor values = inv_metric_.to(torch::kCPU, torch::kFloat64).contiguous();
+  inv_metric_values_.assign(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+}
+
+namespace {
+std::vector<double> to_vec(const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+torch::Tensor to_tensor(const std::vector<double>& v, const torch::TensorOptions& options) {
+  return torch::tensor(v, torch::kFloat64).to(options);
+}
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+}  // namespace
+
+torch::Tensor HMC::position() const {
+  if (!potential_) throw RuntimeError("HMC::position: call setup first");
+  return to_tensor(point_.z, potential_->options());
+}
+
+void HMC::evaluate(PhasePoint& point) const {
+  point.grad.resize(point.z.size());
+  point.potential = evaluator_ ? evaluator_(point.z.data(), point.grad.data())
+                               : potential_->energy_and_grad(point.z.data(), point.grad.data());
 }
 
 void HMC::setup(const Potential& potential, const torch::Tensor& z0, int64_t num_warmup, at::Generator gen) {
@@ -37,8 +67,8 @@ void HMC::setup(const Potential& potential, const torch::Tensor& z0, int64_t num
   const int64_t d = potential.dim();
   auto opts = potential.options();
   set_inverse_metric(options_.dense_mass() ? torch::eye(d, opts) : torch::ones({d}, opts));
-  point_.z = z0.detach().clone();
-  std::tie(point_.potential, point_.grad) = potential.energy_and_grad(point_.z);
+  point_.z = to_vec(z0);
+  evaluate(point_);
   if (!std::isfinite(point_.potential)) throw ValueError("HMC: the potential energy is not finite at the initial point");
   step_size_ = options_.step_size();
   if (num_warmup_ > 0 && options_.adapt_step_size()) find_reasonable_step_size();
@@ -61,28 +91,46 @@ void HMC::setup(const Potential& potential, const torch::Tensor& z0, int64_t num
 }
 
 double HMC::uniform() {
-  return torch::rand({}, gen_, torch::TensorOptions().dtype(torch::kFloat64)).item<double>();
+  // Straight from the chain's generator (as torch::rand draws it, without a tensor).
+  auto* impl = gen_.get<at::CPUGeneratorImpl>();
+  std::lock_guard<std::mutex> lock(gen_.mutex());
+  return at::uniform_real_distribution<double>(0.0, 1.0)(impl);
 }
 
-torch::Tensor HMC::sample_momentum() {
-  torch::Tensor u = torch::randn({potential_->dim()}, gen_, torch::TensorOptions().dtype(torch::kFloat64))
-                        .to(potential_->options());
-  if (inv_metric_.dim() == 1) return u / inv_metric_.sqrt();
+HMC::Vec HMC::sample_momentum() {
+  torch::Tensor u = torch::randn({potential_->dim()}, gen_, torch::TensorOptions().dtype(torch::kFloat64));
+  if (inv_metric_.dim() == 1) return to_vec(u / inv_metric_.to(torch::kCPU, torch::kFloat64).sqrt());
   // p = L^{-T} u has covariance (L L^T)^{-1} = M when the inverse metric is L L^T.
-  return torch::linalg_solve_triangular(metric_chol_.t(), u.unsqueeze(1), /*upper=*/true).squeeze(1);
+  const torch::Tensor chol = metric_chol_.to(torch::kCPU, torch::kFloat64);
+  return to_vec(torch::linalg_solve_triangular(chol.t(), u.unsqueeze(1), /*upper=*/true).squeeze(1));
 }
 
-torch::Tensor HMC::velocity(const torch::Tensor& p) const {
-  return inv_metric_.dim() == 1 ? inv_metric_ * p : torch::mv(inv_metric_, p);
+HMC::Vec HMC::velocity(const Vec& p) const {
+  const size_t d = p.size();
+  Vec v(d);
+  if (inv_metric_values_.size() == d) {
+    for (size_t i = 0; i < d; ++i) v[i] = inv_metric_values_[i] * p[i];
+  } else {
+    for (size_t i = 0; i < d; ++i) {
+      double s = 0;
+      const double* row = inv_metric_values_.data() + i * d;
+      for (size_t j = 0; j < d; ++j) s += row[j] * p[j];
+      v[i] = s;
+    }
+  }
+  return v;
 }
 
-double HMC::kinetic(const torch::Tensor& p) const { return 0.5 * torch::dot(p, velocity(p)).item<double>(); }
+double HMC::kinetic(const Vec& p) const { return 0.5 * dot(p, velocity(p)); }
 
-void HMC::leapfrog(PhasePoint& point, torch::Tensor& p, double eps) const {
-  p = p - 0.5 * eps * point.grad;
-  point.z = point.z + eps * velocity(p);
-  std::tie(point.potential, point.grad) = potential_->energy_and_grad(point.z);
-  p = p - 0.5 * eps * point.grad;
+void HMC::leapfrog(PhasePoint& point, Vec& p, double eps) const {
+  const size_t d = p.size();
+  const double half = 0.5 * eps;
+  for (size_t i = 0; i < d; ++i) p[i] -= half * point.grad[i];
+  const Vec v = velocity(p);
+  for (size_t i = 0; i < d; ++i) point.z[i] += eps * v[i];
+  evaluate(point);
+  for (size_t i = 0; i < d; ++i) p[i] -= half * point.grad[i];
 }
 
 void HMC::find_reasonable_step_size() {
@@ -90,7 +138,7 @@ void HMC::find_reasonable_step_size() {
   const double log_threshold = std::log(0.8);
   auto one_step_delta = [&] {
     PhasePoint q = point_;
-    torch::Tensor p = sample_momentum();
+    Vec p = sample_momentum();
     const double h0 = q.potential + kinetic(p);
     leapfrog(q, p, step_size_);
     double h = q.potential + kinetic(p);
@@ -131,9 +179,10 @@ void HMC::adapt(const TransitionStats& s) {
                            window_counter_ != num_warmup_;
     if (in_window) {  // Welford's running (co)variance
       ++welford_n_;
-      torch::Tensor delta = point_.z - welford_mean_;
+      const torch::Tensor z = position();
+      torch::Tensor delta = z - welford_mean_;
       welford_mean_ = welford_mean_ + delta / static_cast<double>(welford_n_);
-      torch::Tensor delta2 = point_.z - welford_mean_;
+      torch::Tensor delta2 = z - welford_mean_;
       welford_m2_ = welford_m2_ + (welford_m2_.dim() == 1 ? delta * delta2 : torch::outer(delta, delta2));
     }
     if (window_counter_ == next_window_ && window_counter_ != num_warmup_) {
@@ -176,7 +225,7 @@ TransitionStats HMC::transition() {
   const int64_t steps = options_.num_steps() > 0
                             ? options_.num_steps()
                             : std::max<int64_t>(1, static_cast<int64_t>(std::llround(options_.trajectory_length() / step_size_)));
-  torch::Tensor p = sample_momentum();
+  Vec p = sample_momentum();
   const double h0 = point_.potential + kinetic(p);
   PhasePoint q = point_;
   for (int64_t i = 0; i < steps; ++i) leapfrog(q, p, step_size_);
@@ -193,6 +242,78 @@ TransitionStats HMC::transition() {
 }
 
 // ----------------------------------------------------------------------------------------------
+// Checkpoint state
+
+nlohmann::json HMC::config() const {
+  const auto& o = options_;
+  return {{"kernel", "HMC"},
+          {"step_size", o.step_size()},
+          {"trajectory_length", o.trajectory_length()},
+          {"num_steps", o.num_steps()},
+          {"adapt_step_size", o.adapt_step_size()},
+          {"adapt_mass_matrix", o.adapt_mass_matrix()},
+          {"dense_mass", o.dense_mass()},
+          {"target_accept", o.target_accept()},
+          {"dual_averaging", {o.dual_averaging().gamma(), o.dual_averaging().t0(), o.dual_averaging().kappa()}},
+          {"max_delta_energy", o.max_delta_energy()}};
+}
+
+nlohmann::json NUTS::config() const {
+  nlohmann::json j = HMC::config();
+  j["kernel"] = "NUTS";
+  j["max_tree_depth"] = nuts_options_.max_tree_depth();
+  return j;
+}
+
+namespace {
+// Doubles and counters travel as float64 / int64 tensors: exact, unlike a decimal rendering.
+constexpr int64_t kNumScalars = 5, kNumCounters = 10;
+}  // namespace
+
+void HMC::save_state(std::vector<ArchiveEntry>& out, const std::string& prefix) const {
+  if (!potential_) throw RuntimeError("HMC::save_state: the kernel has no state (call setup first)");
+  out.push_back({prefix + "z", torch::tensor(point_.z, torch::kFloat64)});
+  out.push_back({prefix + "grad", torch::tensor(point_.grad, torch::kFloat64)});
+  out.push_back({prefix + "inverse_mass_matrix", inv_metric_.clone()});
+  out.push_back({prefix + "welford_mean", welford_mean_.clone()});
+  out.push_back({prefix + "welford_m2", welford_m2_.clone()});
+  out.push_back({prefix + "rng", gen_.get_state()});
+  out.push_back({prefix + "scalars", torch::tensor({point_.potential, step_size_, mu_, s_bar_, x_bar_}, torch::kFloat64)});
+  out.push_back({prefix + "counters", torch::tensor({num_warmup_, iteration_, da_count_, init_buffer_, term_buffer_, base_window_,
+                                                     window_counter_, window_size_, next_window_, welford_n_},
+                                                    torch::kInt64)});
+}
+
+void HMC::load_state(const Potential& potential, const TensorArchive& archive, const std::string& prefix) {
+  auto get = [&](const std::string& field, c10::IntArrayRef shape) {
+    const ArchiveEntry* e = archive.find(prefix + field);
+    if (!e) throw ValueError(cat("HMC::load_state: the checkpoint has no entry '", prefix + field, "'"));
+    if (!shape.empty() && e->tensor.sizes() != shape)
+      throw ValueError(cat("HMC::load_state: entry '", prefix + field, "' has shape ", e->tensor.sizes(), ", expected ", shape));
+    return e->tensor;
+  };
+  const int64_t d = potential.dim();
+  const auto opts = potential.options();
+  const bool dense = options_.dense_mass();
+  const std::vector<int64_t> vec{d}, mat = dense ? std::vector<int64_t>{d, d} : std::vector<int64_t>{d};
+  potential_ = &potential;
+  point_.z = to_vec(get("z", vec));
+  point_.grad = to_vec(get("grad", vec));
+  set_inverse_metric(get("inverse_mass_matrix", mat).to(opts));
+  welford_mean_ = get("welford_mean", vec).to(opts);
+  welford_m2_ = get("welford_m2", mat).to(opts);
+  gen_ = at::make_generator<at::CPUGeneratorImpl>();
+  gen_.set_state(get("rng", {}));
+  const torch::Tensor scalars = get("scalars", {kNumScalars}).to(torch::kFloat64).contiguous();
+  const double* x = scalars.data_ptr<double>();
+  point_.potential = x[0], step_size_ = x[1], mu_ = x[2], s_bar_ = x[3], x_bar_ = x[4];
+  const torch::Tensor counters = get("counters", {kNumCounters}).to(torch::kInt64).contiguous();
+  const int64_t* n = counters.data_ptr<int64_t>();
+  num_warmup_ = n[0], iteration_ = n[1], da_count_ = n[2], init_buffer_ = n[3], term_buffer_ = n[4], base_window_ = n[5];
+  window_counter_ = n[6], window_size_ = n[7], next_window_ = n[8], welford_n_ = n[9];
+}
+
+// ----------------------------------------------------------------------------------------------
 // NUTS
 
 NUTS::NUTS(NUTSOptions options) : HMC(options), nuts_options_(std::move(options)) {
@@ -200,19 +321,27 @@ NUTS::NUTS(NUTSOptions options) : HMC(options), nuts_options_(std::move(options)
     throw ValueError(cat("NUTS: max_tree_depth must be at least 1, got ", nuts_options_.max_tree_depth()));
 }
 
-bool NUTS::criterion(const torch::Tensor& p_sharp_minus, const torch::Tensor& p_sharp_plus, const torch::Tensor& rho) const {
-  return torch::dot(p_sharp_plus, rho).item<double>() > 0 && torch::dot(p_sharp_minus, rho).item<double>() > 0;
+bool NUTS::criterion(const Vec& p_sharp_minus, const Vec& p_sharp_plus, const Vec& rho) {
+  return dot(p_sharp_plus, rho) > 0 && dot(p_sharp_minus, rho) > 0;
 }
+
+namespace {
+std::vector<double> sum(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> s(a.size());
+  for (size_t i = 0; i < a.size(); ++i) s[i] = a[i] + b[i];
+  return s;
+}
+}  // namespace
 
 // What one subtree reports to its parent: the proposal drawn from it, its weight, the summed
 // momenta (rho) and the momenta and velocities at both ends.
 struct NUTS::Tree {
   PhasePoint proposal;
   double log_sum_weight = -INFINITY;
-  torch::Tensor rho, p_beg, p_end, p_sharp_beg, p_sharp_end;
+  Vec rho, p_beg, p_end, p_sharp_beg, p_sharp_end;
 };
 
-bool NUTS::build_tree(int64_t depth, PhasePoint& state, torch::Tensor& p, int direction, double h0, Tree& tree) {
+bool NUTS::build_tree(int64_t depth, PhasePoint& state, Vec& p, int direction, double h0, Tree& tree) {
   if (depth == 0) {
     leapfrog(state, p, direction * step_size_);
     ++num_leapfrog_;
@@ -224,7 +353,7 @@ bool NUTS::build_tree(int64_t depth, PhasePoint& state, torch::Tensor& p, int di
     tree.proposal = state;
     tree.p_beg = tree.p_end = p;
     tree.p_sharp_beg = tree.p_sharp_end = velocity(p);
-    tree.rho = tree.rho.defined() ? tree.rho + p : p;
+    tree.rho = tree.rho.empty() ? p : sum(tree.rho, p);
     return !divergent_;
   }
   Tree init;
@@ -238,14 +367,14 @@ bool NUTS::build_tree(int64_t depth, PhasePoint& state, torch::Tensor& p, int di
     tree.proposal = final_.proposal;
   else
     tree.proposal = init.proposal;
-  torch::Tensor rho_subtree = init.rho + final_.rho;
-  tree.rho = tree.rho.defined() ? tree.rho + rho_subtree : rho_subtree;
+  Vec rho_subtree = sum(init.rho, final_.rho);
+  tree.rho = tree.rho.empty() ? rho_subtree : sum(tree.rho, rho_subtree);
   tree.p_beg = init.p_beg, tree.p_sharp_beg = init.p_sharp_beg;
   tree.p_end = final_.p_end, tree.p_sharp_end = final_.p_sharp_end;
   // U-turn over the whole subtree, and Stan's extra checks across the two halves.
   bool persist = criterion(init.p_sharp_beg, final_.p_sharp_end, rho_subtree);
-  persist = persist && criterion(init.p_sharp_beg, final_.p_sharp_beg, init.rho + final_.p_beg);
-  persist = persist && criterion(init.p_sharp_end, final_.p_sharp_end, final_.rho + init.p_end);
+  persist = persist && criterion(init.p_sharp_beg, final_.p_sharp_beg, sum(init.rho, final_.p_beg));
+  persist = persist && criterion(init.p_sharp_end, final_.p_sharp_end, sum(final_.rho, init.p_end));
   return persist;
 }
 
@@ -253,21 +382,21 @@ TransitionStats NUTS::transition() {
   divergent_ = false;
   num_leapfrog_ = 0;
   sum_metropolis_ = 0.0;
-  torch::Tensor p0 = sample_momentum();
+  Vec p0 = sample_momentum();
   const double h0 = point_.potential + kinetic(p0);
   // The trajectory's two ends (state and momentum), their end momenta and velocities.
   PhasePoint z_fwd = point_, z_bck = point_;
-  torch::Tensor pf = p0, pb = p0;
-  torch::Tensor p_sharp0 = velocity(p0);
-  torch::Tensor p_fwd_bck = p0, p_fwd_fwd = p0, p_bck_fwd = p0, p_bck_bck = p0;
-  torch::Tensor ps_fwd_bck = p_sharp0, ps_fwd_fwd = p_sharp0, ps_bck_fwd = p_sharp0, ps_bck_bck = p_sharp0;
-  torch::Tensor rho = p0;
+  Vec pf = p0, pb = p0;
+  Vec p_sharp0 = velocity(p0);
+  Vec p_fwd_bck = p0, p_fwd_fwd = p0, p_bck_fwd = p0, p_bck_bck = p0;
+  Vec ps_fwd_bck = p_sharp0, ps_fwd_fwd = p_sharp0, ps_bck_fwd = p_sharp0, ps_bck_bck = p_sharp0;
+  Vec rho = p0;
   double log_sum_weight = 0.0;  // weight of the initial point: exp(h0 - h0)
   PhasePoint sample = point_;
   int64_t depth = 0;
   while (depth < nuts_options_.max_tree_depth()) {
     Tree sub;
-    torch::Tensor rho_fwd, rho_bck;
+    Vec rho_fwd, rho_bck;
     bool valid;
     if (uniform() > 0.5) {
       // The old trajectory becomes the backward part; its forward end borders the new subtree.
@@ -284,10 +413,10 @@ TransitionStats NUTS::transition() {
     // Biased progressive sampling: prefer the new subtree when it outweighs the old trajectory.
     if (sub.log_sum_weight > log_sum_weight || uniform() < std::exp(sub.log_sum_weight - log_sum_weight)) sample = sub.proposal;
     log_sum_weight = log_sum_exp(log_sum_weight, sub.log_sum_weight);
-    rho = rho_bck + rho_fwd;
+    rho = sum(rho_bck, rho_fwd);
     bool persist = criterion(ps_bck_bck, ps_fwd_fwd, rho);
-    persist = persist && criterion(ps_bck_bck, ps_fwd_bck, rho_bck + p_fwd_bck);
-    persist = persist && criterion(ps_bck_fwd, ps_fwd_fwd, rho_fwd + p_bck_fwd);
+    persist = persist && criterion(ps_bck_bck, ps_fwd_bck, sum(rho_bck, p_fwd_bck));
+    persist = persist && criterion(ps_bck_fwd, ps_fwd_fwd, sum(rho_fwd, p_bck_fwd));
     if (!persist) break;
   }
   point_ = sample;

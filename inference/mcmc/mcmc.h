@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "distributions/transforms.h"
+#include "ppl/tensor_archive.h"
 #include "ppl/value_map.h"
 
 namespace ember::infer::mcmc {
@@ -36,18 +37,38 @@ struct LatentSite {
   /// Where its unconstrained values live in the flat vector.
   int64_t offset = 0;
   int64_t numel = 0;
+  /// Number of event dims of its distribution (the rightmost dims of `shape`).
+  int64_t event_dim = 0;
+};
+
+/// Options of `Potential`.
+struct PotentialOptions {
+  /// Seed of the prototype run that finds the latent sites.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Number of nested plates (dims -1 .. -max_plate_nesting); enumerated discrete latents get
+  /// the dims left of them. -1: guessed from the prototype run (Pyro's
+  /// `_guess_max_plate_nesting`).
+  TORCH_ARG(int64_t, max_plate_nesting) = -1;
 };
 
 /// The potential energy U(z) = -log p(data, T(z)) - log|det dT/dz| of a model as a function of
 /// the flat vector z of all its continuous latents in unconstrained space (Pyro's
 /// `initialize_model(...).potential_fn`). Latent values are supplied to the model by
 /// conditioning, so each evaluation runs the model once under `trace`.
+///
+/// Discrete latents are summed out exactly, as in Pyro: the model runs under
+/// `config_enumerate` (every unobserved discrete site with finite support is enumerated
+/// "parallel" unless it chose a strategy) and `enum`, and the log joint is contracted along the
+/// plate tree by TraceEnum_ELBO's variable elimination (with an empty guide its ELBO is
+/// log p(data, T(z)) with the discrete latents marginalised). A discrete latent that cannot be
+/// enumerated (no finite support, or marked "sequential") is a ValueError naming the site.
 class Potential {
  public:
   /// Runs `model` once (seeded with `seed`) to find its latent sites, their supports and
-  /// shapes. A discrete latent is a ValueError naming the site (MCMC here needs every discrete
-  /// latent observed; enumerating it out is not supported yet).
+  /// shapes (twice when it has discrete latents: the second run enumerates them).
   explicit Potential(Model model, uint64_t seed = 0);
+  /// As above, with options (seed, max_plate_nesting).
+  Potential(Model model, const PotentialOptions& options);
 
   /// The latent sites, in execution order.
   const std::vector<LatentSite>& sites() const { return sites_; }
@@ -55,11 +76,23 @@ class Potential {
   int64_t dim() const { return dim_; }
   /// Options (dtype, device) of the latent values.
   const torch::TensorOptions& options() const { return options_; }
+  /// The discrete latent sites summed out by enumeration, in execution order.
+  const std::vector<std::string>& enumerated_sites() const { return enumerated_; }
+  /// The plate nesting used to place enumeration dims.
+  int64_t max_plate_nesting() const { return max_plate_nesting_; }
 
   /// U(z) as a 0-dim tensor (differentiable if z requires grad).
   torch::Tensor energy(const torch::Tensor& z) const;
   /// U(z) and dU/dz (autograd); a non-finite U returns (inf, zeros).
   std::pair<double, torch::Tensor> energy_and_grad(const torch::Tensor& z) const;
+  /// As above on plain arrays of `dim()` doubles: returns U(z) and writes dU/dz to `grad`.
+  double energy_and_grad(const double* z, double* grad) const;
+  /// U and dU/dz at B points at once, `z` of shape [B, dim()]: the model runs once inside a
+  /// plate of size B left of its own plates (dim -max_plate_nesting-1), so it must broadcast
+  /// over that batch dim, as for Pyro's vectorised particles (e.g. `mu + tau * theta`, not
+  /// `torch::mv(x, beta)`). Returns the B energies (inf, with a zero gradient, where not
+  /// finite) and sets `grad` to the [B, dim()] gradients.
+  std::vector<double> energy_and_grad_batch(const torch::Tensor& z, torch::Tensor& grad) const;
 
   /// Constrained values of each site from a flat unconstrained vector.
   ValueMap constrain(const torch::Tensor& z) const;
@@ -71,6 +104,8 @@ class Potential {
  private:
   Model model_;
   std::vector<LatentSite> sites_;
+  std::vector<std::string> enumerated_;
+  int64_t max_plate_nesting_ = 0;
   int64_t dim_ = 0;
   torch::TensorOptions options_;
 };
@@ -133,9 +168,11 @@ struct TransitionStats {
   double potential_energy = 0.0;
 };
 
-/// One point of phase space: position, its potential energy and gradient.
+/// One point of phase space: position, its potential energy and gradient. The kernels keep
+/// their vectors as plain doubles: a LibTorch op on a vector of a few dozen entries costs
+/// microseconds of dispatch, more than the arithmetic itself.
 struct PhasePoint {
-  torch::Tensor z, grad;
+  std::vector<double> z, grad;
   double potential = 0.0;
 };
 
@@ -153,21 +190,40 @@ class HMC {
   void setup(const Potential& potential, const torch::Tensor& z0, int64_t num_warmup, at::Generator gen);
   /// One transition; adapts while in warmup.
   TransitionStats step();
-  /// Current position (unconstrained).
-  const torch::Tensor& position() const { return point_.z; }
+  /// Current position (unconstrained), a new tensor with the potential's options.
+  torch::Tensor position() const;
   double step_size() const { return step_size_; }
   /// Inverse mass matrix (vector when diagonal).
   const torch::Tensor& inverse_mass_matrix() const { return inv_metric_; }
   const HMCOptions& hmc_options() const { return options_; }
+  /// The kernel's name and options, as a checkpoint records them.
+  virtual nlohmann::json config() const;
+  /// Evaluates U and dU/dz for this chain: `(z, grad) -> U`, writing `dim()` gradient entries.
+  using Evaluator = std::function<double(const double* z, double* grad)>;
+  /// Replaces the potential's own evaluation (empty: the potential's); the runner's
+  /// vectorised chains use it to batch the evaluations of all chains into one model run.
+  void set_evaluator(Evaluator evaluator) { evaluator_ = std::move(evaluator); }
+
+  /// Appends the chain's whole state to `out`, as entries named `prefix` + field: position,
+  /// its energy and gradient, step size, dual-averaging and window-adaptation counters and
+  /// accumulators, inverse mass matrix, iteration, and the generator's state.
+  void save_state(std::vector<ArchiveEntry>& out, const std::string& prefix) const;
+  /// Restores a state written by `save_state` (instead of `setup`): the chain goes on
+  /// exactly, bit for bit, as it would have. Throws ValueError naming the missing or
+  /// mis-shaped entry.
+  void load_state(const Potential& potential, const TensorArchive& archive, const std::string& prefix);
 
  protected:
+  using Vec = std::vector<double>;
   /// Moves (point, p) by one leapfrog step of size eps.
-  void leapfrog(PhasePoint& point, torch::Tensor& p, double eps) const;
-  double kinetic(const torch::Tensor& p) const;
+  void leapfrog(PhasePoint& point, Vec& p, double eps) const;
+  double kinetic(const Vec& p) const;
   /// M^{-1} p.
-  torch::Tensor velocity(const torch::Tensor& p) const;
-  torch::Tensor sample_momentum();
+  Vec velocity(const Vec& p) const;
+  Vec sample_momentum();
   double uniform();
+  /// Sets point.potential and point.grad at point.z (through the evaluator when one is set).
+  void evaluate(PhasePoint& point) const;
   /// One transition at the current step size (no adaptation).
   virtual TransitionStats transition();
 
@@ -178,6 +234,8 @@ class HMC {
   double step_size_ = 1.0;
   torch::Tensor inv_metric_;
   torch::Tensor metric_chol_;  // Cholesky factor of the dense inverse metric
+  Vec inv_metric_values_;      // inv_metric_'s entries (row-major when dense)
+  Evaluator evaluator_;
 
  private:
   void find_reasonable_step_size();
@@ -203,14 +261,15 @@ class NUTS : public HMC {
  public:
   explicit NUTS(NUTSOptions options = {});
   std::unique_ptr<HMC> clone() const override { return std::make_unique<NUTS>(nuts_options_); }
+  nlohmann::json config() const override;
 
  protected:
   TransitionStats transition() override;
 
  private:
   struct Tree;
-  bool build_tree(int64_t depth, PhasePoint& state, torch::Tensor& p, int direction, double h0, Tree& tree);
-  bool criterion(const torch::Tensor& p_sharp_minus, const torch::Tensor& p_sharp_plus, const torch::Tensor& rho) const;
+  bool build_tree(int64_t depth, PhasePoint& state, Vec& p, int direction, double h0, Tree& tree);
+  static bool criterion(const Vec& p_sharp_minus, const Vec& p_sharp_plus, const Vec& rho);
 
   NUTSOptions nuts_options_;
   bool divergent_ = false;
@@ -225,13 +284,32 @@ struct MCMCOptions {
   TORCH_ARG(int64_t, num_chains) = 1;
   /// Threads running chains at once (each chain on one thread; the draws do not depend on it).
   TORCH_ARG(int64_t, num_threads) = 1;
+  /// Vectorised chains: every chain's potential evaluations are batched into one model run
+  /// (Potential::energy_and_grad_batch), which costs little more than one chain's when
+  /// LibTorch's per-op overhead dominates (small models). Each chain still runs its own
+  /// NUTS/HMC trajectory and adaptation; the batch holds every chain not yet finished, so
+  /// draws are reproducible, but not bit-identical to unvectorised chains (batched
+  /// arithmetic may round differently). The model must broadcast over a batch dim left of
+  /// its plates. Not with enumerated discrete latents; `num_threads` is then ignored.
+  TORCH_ARG(bool, vectorize_chains) = false;
   /// Seeds chain c with (seed, c): the same seed gives bit-identical samples.
   TORCH_ARG(uint64_t, seed) = 0;
   /// Report progress on stderr (a line per chain when stderr is not a terminal).
   TORCH_ARG(bool, progress) = true;
+  /// Plates nested in the model; -1 = guessed (see PotentialOptions).
+  TORCH_ARG(int64_t, max_plate_nesting) = -1;
   /// Initial constrained values of some latents; the others start uniformly in (-2, 2) in
   /// unconstrained space (Pyro's init_to_uniform).
   TORCH_ARG(ValueMap, initial_values) = {};
+  /// Checkpoint file ("" = none): every chain's state and draws so far, written atomically
+  /// every `checkpoint_every` iterations of a chain and when it ends; `MCMC::resume` goes on
+  /// from it. A failed write is an IOError that stops the run (the previous file survives).
+  TORCH_ARG(std::string, checkpoint_path) = "";
+  TORCH_ARG(int64_t, checkpoint_every) = 100;
+  /// Called after every iteration of every chain (warmup included) with the chain, the
+  /// iteration (0-based) and its statistics; on several threads, concurrently. An exception
+  /// it throws stops the run and reaches the caller of `run` / `resume`.
+  TORCH_ARG(std::function<void(int64_t chain, int64_t iteration, const TransitionStats&)>, hook) = nullptr;
 };
 
 /// Per-site posterior summary.
@@ -249,6 +327,13 @@ class MCMC {
   MCMC(const HMC& kernel, MCMCOptions options);
   /// Warmup then sampling, for each chain. Throws ValueError on zero samples or chains.
   void run(const Model& model);
+  /// Goes on with a run from its checkpoint `path` (written with `checkpoint_path`): chains
+  /// it records as finished keep their draws, chains in progress continue from their saved
+  /// state, chains not started start; the draws equal those of an uninterrupted run, bit for
+  /// bit. This MCMC's kernel, options (num_chains, num_samples, warmup_steps, seed) and the
+  /// model's latent sites must be the checkpoint's: a mismatch is a ValueError naming the
+  /// file. Writes further checkpoints to `checkpoint_path` when set.
+  void resume(const Model& model, const std::string& path);
   /// Constrained draws per site: `[num_chains * num_samples, ...]`, or
   /// `[num_chains, num_samples, ...]` when `group_by_chain`.
   ValueMap get_samples(bool group_by_chain = false) const;
@@ -264,11 +349,14 @@ class MCMC {
   std::string summary_table() const;
 
  private:
+  void run_chains(const Model& model, const TensorArchive* checkpoint, const std::string& checkpoint_source);
+
   std::unique_ptr<HMC> prototype_;
   MCMCOptions options_;
   std::vector<std::string> names_;
   ValueMap samples_;  // [chains, samples, ...]
   std::vector<std::vector<TransitionStats>> stats_;
+  bool complete_ = false;
 };
 
 /// Split R-hat (Gelman et al. 2013; Stan's split-chain potential scale reduction, not rank
