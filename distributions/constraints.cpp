@@ -30,8 +30,36 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 torch::Tensor Real::check(const torch::Tensor& v) const { return v == v; }  // false only for NaN
 
+namespace {
+// A bound as `check` compares it with a tensor of `dtype`: the scalar is cast to that dtype.
+double bound(double b, torch::ScalarType dtype) { return dtype == torch::kFloat ? static_cast<double>(static_cast<float>(b)) : b; }
+constexpr int64_t kSmall = 64;  // larger tensors are faster through the vectorised kernels
+}  // namespace
+
+bool all_satisfied(const Constraint& c, const torch::Tensor& v) {
+  const auto dtype = v.scalar_type();
+  if (v.device().is_cpu() && v.numel() <= kSmall && (dtype == torch::kFloat || dtype == torch::kDouble) &&
+      c.event_dim() == 0 && v.is_contiguous() && !v.is_conj() && c.contains(0.0, dtype).has_value()) {
+    const int64_t n = v.numel();
+    bool ok = true;
+    if (dtype == torch::kFloat) {
+      const float* x = v.data_ptr<float>();
+      for (int64_t i = 0; ok && i < n; ++i) ok = *c.contains(x[i], dtype);
+    } else {
+      const double* x = v.data_ptr<double>();
+      for (int64_t i = 0; ok && i < n; ++i) ok = *c.contains(x[i], dtype);
+    }
+    return ok;
+  }
+  return c.check(v.detach()).all().item<bool>();
+}
+
 std::string Interval::name() const {
   return cat(lower_open ? "(" : "[", num(lower), ", ", num(upper), upper_open ? ")" : "]");
+}
+std::optional<bool> Interval::contains(double x, torch::ScalarType dtype) const {
+  const double lo = bound(lower, dtype), hi = bound(upper, dtype);
+  return (lower_open ? x > lo : x >= lo) && (upper_open ? x < hi : x <= hi);
 }
 torch::Tensor Interval::check(const torch::Tensor& v) const {
   auto lo = lower_open ? v > lower : v >= lower;
@@ -41,14 +69,24 @@ torch::Tensor Interval::check(const torch::Tensor& v) const {
 
 std::string GreaterThan::name() const { return cat(strict ? "greater_than(" : "greater_than_eq(", num(lower), ")"); }
 torch::Tensor GreaterThan::check(const torch::Tensor& v) const { return strict ? v > lower : v >= lower; }
+std::optional<bool> GreaterThan::contains(double x, torch::ScalarType dtype) const {
+  const double lo = bound(lower, dtype);
+  return strict ? x > lo : x >= lo;
+}
 
 std::string LessThan::name() const { return cat("less_than(", num(upper), ")"); }
 torch::Tensor LessThan::check(const torch::Tensor& v) const { return v < upper; }
+std::optional<bool> LessThan::contains(double x, torch::ScalarType dtype) const { return x < bound(upper, dtype); }
 
 std::string IntegerInterval::name() const {
   if (lower == 0 && upper == 1) return "boolean";
   if (upper == kInf) return lower == -kInf ? "integer" : cat("integer_greater_than_eq(", num(lower), ")");
   return cat("integer_interval(", num(lower), ", ", num(upper), ")");
+}
+std::optional<bool> IntegerInterval::contains(double x, torch::ScalarType dtype) const {
+  // As is_integral: x % 1 == 0, false for NaN and +-inf.
+  if (!std::isfinite(x) || x != std::floor(x)) return false;
+  return (lower == -kInf || x >= bound(lower, dtype)) && (upper == kInf || x <= bound(upper, dtype));
 }
 torch::Tensor IntegerInterval::check(const torch::Tensor& v) const {
   auto ok = is_integral(v);

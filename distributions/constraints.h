@@ -10,6 +10,7 @@
 #include "core/error.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ember::constraints {
@@ -26,7 +27,17 @@ class Constraint {
   virtual int64_t event_dim() const { return 0; }
   /// True for sets of integers (supports of discrete distributions).
   virtual bool is_discrete() const { return false; }
+  /// For constraints decided elementwise by comparisons (event_dim 0): whether the scalar
+  /// `x`, an element of a tensor of floating `dtype`, is in the set, compared in that dtype
+  /// as `check` compares; nullopt for the others. Lets `all_satisfied` decide small CPU
+  /// tensors without tensor ops.
+  virtual std::optional<bool> contains(double x, torch::ScalarType dtype) const { return std::nullopt; }
 };
+
+/// `c.check(v).all()`: whether every element of `v` satisfies `c`. Small contiguous CPU
+/// float/double tensors are decided in plain C++ (through `contains`) when `c` allows,
+/// with no tensor op and no allocation.
+bool all_satisfied(const Constraint& c, const torch::Tensor& v);
 
 /// Shared handle to an immutable constraint.
 using ConstraintPtr = std::shared_ptr<const Constraint>;
@@ -36,6 +47,7 @@ using ConstraintPtr = std::shared_ptr<const Constraint>;
 struct Real : Constraint {
   std::string name() const override { return "real"; }
   torch::Tensor check(const torch::Tensor& v) const override;
+  std::optional<bool> contains(double x, torch::ScalarType) const override { return x == x; }
 };
 struct Interval : Constraint {
   double lower, upper;
@@ -44,6 +56,7 @@ struct Interval : Constraint {
       : lower(lo), upper(hi), lower_open(lo_open), upper_open(hi_open) {}
   std::string name() const override;
   torch::Tensor check(const torch::Tensor& v) const override;
+  std::optional<bool> contains(double x, torch::ScalarType dtype) const override;
 };
 struct GreaterThan : Constraint {
   double lower;
@@ -51,18 +64,21 @@ struct GreaterThan : Constraint {
   GreaterThan(double lo, bool strict_) : lower(lo), strict(strict_) {}
   std::string name() const override;
   torch::Tensor check(const torch::Tensor& v) const override;
+  std::optional<bool> contains(double x, torch::ScalarType dtype) const override;
 };
 struct LessThan : Constraint {
   double upper;
   explicit LessThan(double hi) : upper(hi) {}
   std::string name() const override;
   torch::Tensor check(const torch::Tensor& v) const override;
+  std::optional<bool> contains(double x, torch::ScalarType dtype) const override;
 };
 struct IntegerInterval : Constraint {
   double lower, upper;  // +-inf for unbounded
   IntegerInterval(double lo, double hi) : lower(lo), upper(hi) {}
   std::string name() const override;
   torch::Tensor check(const torch::Tensor& v) const override;
+  std::optional<bool> contains(double x, torch::ScalarType dtype) const override;
   bool is_discrete() const override { return true; }
 };
 /// Nonnegative vectors summing to one within max(1e-6, K * dtype epsilon).

@@ -132,9 +132,10 @@ void Distribution::validate_sample(const torch::Tensor& value) const {
   if (!shapes_broadcast(to_shape(value.sizes()), extended_shape()))
     throw ShapeError(cat(name(), ".log_prob: value shape ", shape_str(value.sizes()),
                          " does not broadcast with batch_shape + event_shape ", shape_str(extended_shape())));
-  auto ok = support()->check(value.detach());
-  if (!ok.all().item<bool>())
-    throw ValueError(cat(name(), ".log_prob: value of shape ", shape_str(value.sizes()), " is outside the support ",
+  const auto support_set = support();
+  if (constraints::all_satisfied(*support_set, value)) return;
+  auto ok = support_set->check(value.detach());
+  throw ValueError(cat(name(), ".log_prob: value of shape ", shape_str(value.sizes()), " is outside the support ",
                          support()->name(), first_false_index(ok, value),
                          ". Pass validate_args=false or call ember::dist::enable_validation(false) to allow it."));
 }
@@ -161,7 +162,8 @@ std::vector<torch::Tensor> broadcast_all(const std::vector<TensorArg>& args) {
   if (ts.size() <= 1) return ts;
   Shape shape;
   for (const auto& t : ts) shape = broadcast_shapes(shape, to_shape(t.sizes()), "broadcast_all");
-  for (auto& t : ts) t = t.expand(shape);
+  for (auto& t : ts)
+    if (t.sizes() != c10::IntArrayRef(shape)) t = t.expand(shape);  // no view (and no autograd node) when it fits
   return ts;
 }
 

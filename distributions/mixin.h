@@ -88,9 +88,9 @@ class DistributionMixin : public Distribution {
     for_each_tensor(const_cast<Derived&>(self()), [&](const char* key, torch::Tensor& t) {
       auto c = Derived::arg_constraint(key);
       if (!c) return;
+      if (constraints::all_satisfied(*c, t)) return;
       auto ok = c->check(t.detach());
-      if (!ok.all().template item<bool>())
-        throw ValueError(cat(name(), ": parameter '", key, "' of shape ", shape_str(t.sizes()), " must satisfy ",
+      throw ValueError(cat(name(), ": parameter '", key, "' of shape ", shape_str(t.sizes()), " must satisfy ",
                              c->name(), first_false_index(ok, t),
                              ". Pass validate_args=false or call ember::dist::enable_validation(false) to skip this check."));
     });

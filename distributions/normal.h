@@ -30,4 +30,10 @@ class Normal : public DistributionMixin<Normal> {
   ConstraintPtr support() const override { return constraints::real(); }
 };
 
+/// log N(value | loc, scale) for broadcasting tensors, as one autograd node (Normal::log_prob).
+/// Equal in value to `-0.5 ((value - loc) / scale)^2 - log(scale) - log(sqrt(2 pi))` written
+/// op by op, with closed-form gradients (differentiable again when a graph of the gradient is
+/// requested).
+torch::Tensor normal_log_prob(const torch::Tensor& value, const torch::Tensor& loc, const torch::Tensor& scale);
+
 }  // namespace ember::dist

@@ -2,6 +2,7 @@
 #include "inference/optim.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "ppl/param_store.h"
@@ -39,22 +40,44 @@ std::vector<std::string> Optimizer::state_names() const {
 
 void Optimizer::step(const std::vector<std::string>& names) { step(names, get_param_store()); }
 
+namespace {
+// Small contiguous CPU float/double tensors: their updates run as plain loops over the
+// elements, since at the scalar params of small models each LibTorch op costs more than
+// the arithmetic. The loops follow the ops' formulas in the tensors' dtype.
+constexpr int64_t kSmallParam = 64;
+bool small_cpu(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.numel() <= kSmallParam && t.is_contiguous() &&
+         (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble);
+}
+bool small_cpu_alike(const torch::Tensor& a, const torch::Tensor& b) {
+  return small_cpu(a) && small_cpu(b) && a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes();
+}
+}  // namespace
+
 void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
   torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> stepped;
+  stepped.reserve(names.size());
   for (const auto& n : names) {
     if (!store.contains(n)) continue;  // e.g. a value substituted for a param never stored
     torch::Tensor p = store.unconstrained(n);
     State& s = state_for(n, p);
     begin_step(s);
-    if (!p.grad().defined()) continue;
-    if (clip_.clip_norm() || clip_.clip_value()) clip_gradient(p.mutable_grad());
-    update(p, p.grad(), s);
+    if (p.grad().defined()) {
+      if (clip_.clip_norm() || clip_.clip_value()) clip_gradient(p.mutable_grad());
+      update(p, p.grad(), s);
+    }
+    stepped.push_back(std::move(p));
   }
   // As Pyro's zero_grads: gradients become zeros (not None) once a param has been stepped.
-  for (const auto& n : names) {
-    if (!store.contains(n)) continue;
-    torch::Tensor p = store.unconstrained(n);
-    if (p.grad().defined()) p.mutable_grad().zero_();
+  for (auto& p : stepped) {
+    if (!p.grad().defined()) continue;
+    torch::Tensor& g = p.mutable_grad();
+    if (small_cpu(g)) {
+      std::memset(g.data_ptr(), 0, static_cast<size_t>(g.numel()) * g.element_size());
+      g.unsafeGetTensorImpl()->bump_version();
+    }
+    else g.zero_();
   }
 }
 
@@ -150,8 +173,44 @@ nlohmann::json Adam::hyperparameters() const {
           {"amsgrad", o_.amsgrad()}};
 }
 
+namespace {
+// Adam's update of a small CPU param as one loop, op for op as Adam::update's tensor ops.
+template <class T>
+void adam_small(T* p, const T* g, T* m, T* v, int64_t n, const AdamOptions& o, double bc1, double bc2, double lr) {
+  const T b1 = static_cast<T>(o.beta1()), b2 = static_cast<T>(o.beta2()), a1 = static_cast<T>(1 - o.beta1()),
+          a2 = static_cast<T>(1 - o.beta2()), wd = static_cast<T>(o.weight_decay()), eps = static_cast<T>(o.eps()),
+          sqrt_bc2 = static_cast<T>(std::sqrt(bc2)), step = static_cast<T>(-lr / bc1);
+  for (int64_t i = 0; i < n; ++i) {
+    const T grad = o.weight_decay() != 0 ? g[i] + wd * p[i] : g[i];
+    m[i] = m[i] * b1;
+    m[i] = m[i] + a1 * grad;
+    v[i] = v[i] * b2;
+    v[i] = v[i] + a2 * grad * grad;
+    const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
+    p[i] = p[i] + step * (m[i] / denom);
+  }
+}
+}  // namespace
+
 void Adam::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
   s.step += 1;
+  if (!o_.amsgrad() && small_cpu_alike(p, grad)) {
+    auto& m = buffer(s, "exp_avg", p);
+    auto& v = buffer(s, "exp_avg_sq", p);
+    if (small_cpu_alike(p, m) && small_cpu_alike(p, v)) {
+      const double bc1 = 1 - std::pow(o_.beta1(), static_cast<double>(s.step));
+      const double bc2 = 1 - std::pow(o_.beta2(), static_cast<double>(s.step));
+      if (p.scalar_type() == torch::kFloat)
+        adam_small(p.data_ptr<float>(), grad.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), p.numel(), o_, bc1,
+                   bc2, s.lr);
+      else
+        adam_small(p.data_ptr<double>(), grad.data_ptr<double>(), m.data_ptr<double>(), v.data_ptr<double>(), p.numel(), o_,
+                   bc1, bc2, s.lr);
+      // As an in-place op would: autograd's saved-tensor checks see the change.
+      for (auto* t : {&p, &m, &v}) t->unsafeGetTensorImpl()->bump_version();
+      return;
+    }
+  }
   if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
   auto& m = buffer(s, "exp_avg", p);
   auto& v = buffer(s, "exp_avg_sq", p);
