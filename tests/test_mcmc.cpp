@@ -251,7 +251,7 @@ TEST_CASE("NUTS on eight schools (non-centred) matches posteriordb's Stan refere
   REQUIRE(in);
   nlohmann::json ref;
   in >> ref;
-  MCMC mcmc(NUTS(), MCMCOptions().num_samples(700).warmup_steps(300).num_chains(2).seed(3).progress(false));
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(500).warmup_steps(250).num_chains(2).seed(3).progress(false));
   mcmc.run(eight_schools_noncentered);
   const ValueMap draws = mcmc.get_samples(true);
   std::map<std::string, torch::Tensor> params = {{"mu", draws.at("mu")}, {"tau", draws.at("tau")}};
@@ -301,8 +301,8 @@ TEST_CASE("NUTS on the smoking-tar-cancer model (book data): conjugate posterior
   // has posterior mean sum_t E[P(t | s)] sum_s' E[P(s')] E[P(L | t, s')] (independent factors).
   using namespace ember::causal_basics;
   const SmokingData data = load_smoking_data(std::string(EMBER_CAUSAL_BASICS_DATA) + "/cigs_and_cancer.csv");
-  const int64_t n = 500;
-  MCMC mcmc(NUTS(), MCMCOptions().num_samples(n).warmup_steps(300).num_chains(2).seed(5).progress(false));
+  const int64_t n = 300;
+  MCMC mcmc(NUTS(), MCMCOptions().num_samples(n).warmup_steps(250).num_chains(2).seed(5).progress(false));
   mcmc.run([&] { smoking_model(data); });
   const ValueMap draws = mcmc.get_samples(true);
   // Conjugate posterior parameters from the counts.
