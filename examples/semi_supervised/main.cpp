@@ -79,7 +79,11 @@ void write_report(const nlohmann::json& results, const std::string& out) {
         }
         const auto& cell = results["cells"][key];
         md << " " << fixed(cell["mean"].get<double>()) << " [" << fixed(cell["low"].get<double>()) << ", "
-           << fixed(cell["high"].get<double>()) << "] |";
+           << fixed(cell["high"].get<double>()) << "]";
+        // A cell with fewer draws than asked for (a run cut short) says so.
+        if (static_cast<int64_t>(cell["accuracy"].size()) < results["config"]["draws"].get<int64_t>())
+          md << " (" << cell["accuracy"].size() << " draw" << (cell["accuracy"].size() == 1 ? "" : "s") << ")";
+        md << " |";
         s.x.push_back(static_cast<double>(b));
         s.y.push_back(cell["mean"].get<double>());
         s.lower.push_back(cell["low"].get<double>());
@@ -104,7 +108,8 @@ void write_report(const nlohmann::json& results, const std::string& out) {
   md << "\nTeacher (causal task): seed " << results["teacher"]["seed"] << ", label noise " << results["teacher"]["noise"]
      << ", class counts in the training split " << results["teacher"]["train_class_counts"].dump()
      << ", share of teacher labels equal to the digit " << fixed(results["teacher"]["agreement_with_digit"].get<double>()) << ".\n";
-  if (results.contains("seconds")) md << "\nTotal run time: " << fixed(results["seconds"].get<double>() / 60, 1) << " minutes.\n";
+  if (results.contains("seconds")) md << "\nRun time of the first process: " << fixed(results["seconds"].get<double>() / 60, 1) << " minutes.\n";
+  if (results.contains("merged")) md << "\nMerged: " << results["merged"].get<std::string>() << ".\n";
   write_text(out + "/results.md", md.str());
   if (!series.empty())
     viz::write_line_plot(out + "/accuracy.png", series,
