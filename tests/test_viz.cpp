@@ -307,6 +307,34 @@ TEST_CASE("plot: bad input is an error before PLplot runs") {
   CHECK_THROWS_AS(write_line_plot(path, loss_curves(3)), IOError);
 }
 
+TEST_CASE("plot: a band is drawn as a light fill behind its curve, on log axes too") {
+  Series banded{"causal", {1, 10, 100, 1000}, {-4.8, -4.6, -4.1, -3.9}};
+  banded.lower = {-5.0, -4.8, -4.3, -4.0};
+  banded.upper = {-4.6, -4.4, -3.9, -3.8};
+  Series plain{"anti-causal", {1, 10, 100, 1000}, {-4.8, -4.7, -4.5, -4.2}};
+  write_line_plot(out_path("band.png"), {banded, plain}, PlotOptions().log_x(true));
+  auto png = decode_file(out_path("band.png"));
+  // The band's tint: blue (31, 119, 180) at 25% over white.
+  CHECK(count_colour(png, 255 - (255 - 31) / 4, 255 - (255 - 119) / 4, 255 - (255 - 180) / 4, 2) > 2000);
+  CHECK(count_colour(png, 31, 119, 180) > 300);
+  CHECK(count_colour(png, 255, 127, 14) > 300);
+  // Without the band no tint is drawn.
+  write_line_plot(out_path("no-band.png"), {plain}, PlotOptions().log_x(true));
+  CHECK(count_colour(decode_file(out_path("no-band.png")), 255 - (255 - 31) / 4, 255 - (255 - 119) / 4, 255 - (255 - 180) / 4, 2) < 200);
+
+  Series bad = banded;
+  bad.upper.pop_back();
+  auto msg = error_of([&] { render_line_plot_png({bad}); });
+  CHECK(msg.find("'causal' has 4 points but a band of 4 lower and 3 upper") != std::string::npos);
+  bad = banded;
+  bad.lower[2] = -3.0;  // above upper
+  msg = error_of([&] { render_line_plot_png({bad}); });
+  CHECK(msg.find("band at point 2") != std::string::npos);
+  msg = error_of([&] { render_line_plot_png({{"zero", {0, 1}, {1, 2}}}, PlotOptions().log_x(true)); });
+  CHECK(msg.find("x = 0 <= 0 on a log axis") != std::string::npos);
+  CHECK_THROWS_AS(render_line_plot_png({banded}, PlotOptions().log_y(true)), ValueError);  // negative band on log y
+}
+
 TEST_CASE("plot: concurrent plots from several threads (PLplot is serialised)") {
   std::vector<std::string> pngs(4);
   std::vector<std::thread> threads;

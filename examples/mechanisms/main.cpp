@@ -54,7 +54,10 @@ void write_report(const nlohmann::json& results, const std::string& out) {
   md << "# Study 2: adaptation after a shift, causal vs anti-causal factorisation\n\n"
      << "A -> B, both categorical with " << results["config"]["values"] << " values; " << results["config"]["shifts"]
      << " random shifts per row block (each with its own ground truth); models fitted to "
-     << results["config"]["pretrain_samples"] << " samples before the shift, then adapted by online SGD (lr "
+     << (results["config"]["pretrain_samples"].get<int64_t>() > 0
+             ? results["config"]["pretrain_samples"].dump() + " samples of the original joint"
+             : std::string("the exact original joint (infinite data)"))
+     << " before the shift (" << results["config"]["pretrain_steps"] << " Adam steps), then adapted by online SGD (lr "
      << results["config"]["lr"] << ", one step per sample). Entries: expected log-likelihood per sample under the new "
      << "joint (exact), mean [95% interval]; `causal - anti` is the paired difference.\n\n";
   for (const char* key : kShiftKeys) {
@@ -179,7 +182,9 @@ int main(int argc, char** argv) {
   app.add_flag("--report-only", c.report_only, "re-render results.md and the plots from --out's results.json");
   app.add_option("--values", values, "N, the values of A and of B")->check(CLI::Range(2, 1000))->capture_default_str();
   app.add_option("--shifts", shifts, "random shifts per kind")->check(CLI::Range(2, 100000))->capture_default_str();
-  app.add_option("--pretrain-samples", pretrain, "samples of the original joint")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--pretrain-samples", pretrain, "samples of the original joint (0: the exact joint, infinite data)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--pretrain-steps", pretrain_steps, "Adam steps of the pre-shift fit")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-samples", max_samples, "adaptation samples")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--lr", lr, "SGD learning rate of the adaptation")->check(CLI::PositiveNumber)->capture_default_str();

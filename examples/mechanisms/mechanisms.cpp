@@ -141,9 +141,16 @@ ShiftResult run_shift(Shift shift, const StudyOptions& o, uint64_t shift_seed) {
   } else {
     after.p_b_given_a = random_pair(n, rng).p_b_given_a;
   }
-  auto [pre_a, pre_b] = before.sample(o.pretrain_samples(), rng);
+  Observations pretrain_cells;
+  if (o.pretrain_samples() > 0) {
+    auto [pre_a, pre_b] = before.sample(o.pretrain_samples(), rng);
+    pretrain_cells = count_cells(pre_a, pre_b, n);
+  } else {
+    // Infinite pre-shift data: every cell weighted by its probability.
+    auto cells = torch::arange(n * n);
+    pretrain_cells = {cells.div(n, "floor"), cells.remainder(n), before.joint().flatten()};
+  }
   auto [new_a, new_b] = after.sample(o.max_samples(), rng);
-  const Observations pretrain_cells = count_cells(pre_a, pre_b, n);
   const auto marks = checkpoints(o.max_samples());
 
   ShiftResult result;

@@ -96,7 +96,7 @@ struct StudyOptions {
   /// Random shifts (each with its own ground truth) per kind of shift.
   TORCH_ARG(int64_t, shifts) = 50;
   /// Samples from the original joint the models are fitted to before the shift (as counts of
-  /// the observed cells).
+  /// the observed cells); 0: the exact joint (infinite data, every cell weighted by its probability).
   TORCH_ARG(int64_t, pretrain_samples) = 10000;
   TORCH_ARG(int64_t, pretrain_steps) = 1000;
   /// Adaptation samples (online SGD, one step each).

@@ -26,9 +26,11 @@ struct StudyOptions {
   std::string out = "runs/semi-supervised";
   bool quick = false;
   bool report_only = false;
+  int64_t first_draw = 0;
+  std::string merge;  // a folder whose results (draws first_draw..) complete --out's
   std::vector<int64_t> budgets = {100, 600, 1000, 3000};
   int64_t draws = 3;
-  int64_t steps = 800;
+  int64_t steps = 600;
   int64_t unlabelled_batch = 64, labelled_batch = 100;
   double lr = 2e-3;
   double alpha = 46;
@@ -77,7 +79,11 @@ void write_report(const nlohmann::json& results, const std::string& out) {
         }
         const auto& cell = results["cells"][key];
         md << " " << fixed(cell["mean"].get<double>()) << " [" << fixed(cell["low"].get<double>()) << ", "
-           << fixed(cell["high"].get<double>()) << "] |";
+           << fixed(cell["high"].get<double>()) << "]";
+        // A cell with fewer draws than asked for (a run cut short) says so.
+        if (static_cast<int64_t>(cell["accuracy"].size()) < results["config"]["draws"].get<int64_t>())
+          md << " (" << cell["accuracy"].size() << " draw" << (cell["accuracy"].size() == 1 ? "" : "s") << ")";
+        md << " |";
         s.x.push_back(static_cast<double>(b));
         s.y.push_back(cell["mean"].get<double>());
         s.lower.push_back(cell["low"].get<double>());
@@ -102,7 +108,8 @@ void write_report(const nlohmann::json& results, const std::string& out) {
   md << "\nTeacher (causal task): seed " << results["teacher"]["seed"] << ", label noise " << results["teacher"]["noise"]
      << ", class counts in the training split " << results["teacher"]["train_class_counts"].dump()
      << ", share of teacher labels equal to the digit " << fixed(results["teacher"]["agreement_with_digit"].get<double>()) << ".\n";
-  if (results.contains("seconds")) md << "\nTotal run time: " << fixed(results["seconds"].get<double>() / 60, 1) << " minutes.\n";
+  if (results.contains("seconds")) md << "\nRun time of the first process: " << fixed(results["seconds"].get<double>() / 60, 1) << " minutes.\n";
+  if (results.contains("merged")) md << "\nMerged: " << results["merged"].get<std::string>() << ".\n";
   write_text(out + "/results.md", md.str());
   if (!series.empty())
     viz::write_line_plot(out + "/accuracy.png", series,
@@ -116,6 +123,39 @@ void write_report(const nlohmann::json& results, const std::string& out) {
 
 int run(const StudyOptions& o) {
   fs::create_directories(o.out);
+  if (!o.merge.empty()) {
+    // --out holds draws 0.. (from one process), --merge holds draws K.. (another process
+    // started with --first-draw K): keep --out's first K draws of each cell and append the others.
+    auto read = [](const std::string& dir) {
+      std::ifstream in(dir + "/results.json");
+      if (!in) throw IOError(cat("--merge: cannot read '", dir, "/results.json'"));
+      return nlohmann::json::parse(in);
+    };
+    auto results = read(o.out), later = read(o.merge);
+    const auto k = later["config"]["first_draw"].get<size_t>();
+    for (auto it = later["cells"].begin(); it != later["cells"].end(); ++it) {
+      auto& cell = results["cells"][it.key()];
+      for (const char* field : {"accuracy", "seconds"}) {
+        auto kept = cell.contains(field) ? cell[field] : nlohmann::json::array();
+        if (kept.size() < k)
+          throw ValueError(cat("--merge: '", o.out, "' has only ", kept.size(), " draws of ", it.key(), ", fewer than ", k));
+        kept.erase(kept.begin() + static_cast<std::ptrdiff_t>(k), kept.end());
+        for (const auto& v : it.value()[field]) kept.push_back(v);
+        cell[field] = kept;
+      }
+      auto ci = interval95(cell["accuracy"].get<std::vector<double>>());
+      cell["mean"] = ci.mean;
+      cell["low"] = ci.low;
+      cell["high"] = ci.high;
+    }
+    results["config"]["draws"] = later["config"]["draws"];
+    results["merged"] = cat("draws 1..", k, " from one process, draws ", k + 1, "..", later["config"]["draws"].get<int64_t>(),
+                            " from a second process run alongside (", later["seconds"].get<double>() / 60, " minutes)");
+    write_text(o.out + "/results.json", results.dump(2));
+    write_report(results, o.out);
+    std::cout << "merged " << o.merge << " into " << o.out << "\n";
+    return 0;
+  }
   if (o.report_only) {
     std::ifstream in(o.out + "/results.json");
     if (!in) throw IOError(cat("--report-only: cannot read '", o.out, "/results.json'"));
@@ -123,6 +163,7 @@ int run(const StudyOptions& o) {
     std::cout << "wrote " << o.out << "/results.md and accuracy.png\n";
     return 0;
   }
+  if (o.first_draw >= o.draws) throw ValueError(cat("--first-draw ", o.first_draw, " must be below --draws ", o.draws));
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   const auto t_start = std::chrono::steady_clock::now();
   auto table = data::load_bundled();
@@ -151,7 +192,8 @@ int run(const StudyOptions& o) {
   results["study"] = "section 5.3, study 1: semi-supervised learning in the anti-causal and causal directions";
   results["config"] = {{"budgets", o.budgets}, {"draws", o.draws}, {"steps", o.steps}, {"unlabelled_batch", o.unlabelled_batch},
                        {"labelled_batch", o.labelled_batch}, {"lr", o.lr}, {"alpha", o.alpha}, {"z_dim", o.z_dim},
-                       {"hidden_dim", o.hidden_dim}, {"seed", o.seed}, {"quick", o.quick}, {"threads", o.threads}};
+                       {"hidden_dim", o.hidden_dim}, {"seed", o.seed}, {"quick", o.quick}, {"threads", o.threads},
+                       {"first_draw", o.first_draw}};
   results["data"] = {{"description", describe}, {"train", train_batch.size()}, {"test", test_batch.size()}};
   results["teacher"] = {{"seed", o.teacher_seed},
                         {"noise", o.noise},
@@ -163,12 +205,12 @@ int run(const StudyOptions& o) {
 
   M2Options m2;
   m2.z_dim(o.z_dim).hidden_dim(o.hidden_dim).aux_weight(o.alpha);
-  const int64_t total_runs = 2 * static_cast<int64_t>(o.budgets.size()) * o.draws * 2;
+  const int64_t total_runs = 2 * static_cast<int64_t>(o.budgets.size()) * (o.draws - o.first_draw) * 2;
   viz::ProgressBar bar(viz::ProgressOptions().epochs(total_runs).steps_per_epoch(o.steps).label("study 1").every_percent(25));
   int64_t run_index = 0;
   // Draws outermost: should a run be cut short, every (task, method, budget) cell has the
   // same number of draws.
-  for (int64_t draw = 0; draw < o.draws; ++draw) {
+  for (int64_t draw = o.first_draw; draw < o.draws; ++draw) {
     for (int64_t budget : o.budgets) {
       for (Task task : {Task::anti_causal, Task::causal}) {
         const auto& train_labels = task == Task::anti_causal ? train_batch.labels : causal_train;
@@ -222,6 +264,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", o.out, "folder for results.json, results.md and accuracy.png")->capture_default_str();
   app.add_flag("--quick", o.quick, "a reduced study for CI (2 budgets, 2 draws, few steps, fewer images)");
   app.add_flag("--report-only", o.report_only, "re-render results.md and accuracy.png from --out's results.json");
+  app.add_option("--first-draw", o.first_draw, "start at this draw (0-based), to run later draws in a second process")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--merge", o.merge, "complete --out's results with a folder written by a --first-draw process, then report");
   app.add_option("--budgets", o.budgets, "label budgets (multiples of 10, balanced over classes)")->capture_default_str();
   app.add_option("--draws", o.draws, "random draws of the labelled subset per budget")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--steps", o.steps, "optimisation steps per run (both methods)")->check(CLI::PositiveNumber)->capture_default_str();
