@@ -523,6 +523,29 @@ TEST_CASE("killing one rank mid-run stops the other within the timeout, and rest
   fs::remove_all(dir);  // kept when a REQUIRE stops the case early
 }
 
+TEST_CASE("a rank that hangs makes the other stop within the timeout") {
+  const auto dir = scratch("hang");
+  const int port = free_port();
+  std::vector<Child> ranks;
+  for (int r = 0; r < 2; ++r) ranks.push_back(spawn(train_args(dir + "/run", port, r, 2, {}, "6"), cat(dir, "/hang.log", r)));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (read_all(ranks[0].log).find("data-parallel:") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // into the steps
+  ::kill(ranks[1].pid, SIGSTOP);
+  const auto stopped = std::chrono::steady_clock::now();
+  const int code = finish(ranks[0], 30);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  ::kill(ranks[1].pid, SIGKILL);
+  finish(ranks[1], 10);
+  CHECK(code == 1);
+  CHECK(took < 6.0 + 3.0);  // --timeout 6 bounds the wait and the grace together; then the process exits (measured: 6.4 s)
+  const auto log0 = read_all(ranks[0].log);
+  CHECK_MESSAGE(log0.find("Rank 1 did not report") != std::string::npos, log0);
+  MESSAGE("rank 0 stopped ", took, " s after rank 1 hung: ", log0.substr(std::min(log0.size(), log0.rfind("causal-vae: error"))));
+  fs::remove_all(dir);
+}
+
 TEST_CASE("a rank started with another world size, or without a reachable master, fails fast with a clear message") {
   const auto dir = scratch("fail-fast");
   int port = free_port();
