@@ -622,3 +622,40 @@ TEST_CASE("more distributions: validation errors name the distribution and the p
   CHECK(dynamic_cast<const Chi2*>(e.get())->df.sizes() == torch::IntArrayRef{4, 2});
   CHECK(dynamic_cast<const Gamma*>(&c) != nullptr);
 }
+
+TEST_CASE("more distributions: LogisticNormal and Gumbel pathwise gradients match finite differences") {
+  // With the random stream fixed, (1/M) sum f(rsample(theta)) is a smooth function of theta, so
+  // autograd through rsample must equal its central finite difference.
+  const int64_t m = 2000;
+  auto f = [](const torch::Tensor& x) { return (torch::sin(3 * x) + x.pow(2)).sum() / m; };
+  std::vector<std::pair<std::string, std::function<DistPtr(const torch::Tensor&, const torch::Tensor&)>>> cases = {
+      {"LogisticNormal", [](const torch::Tensor& a, const torch::Tensor& b) { return std::make_shared<LogisticNormal>(a, b); }},
+      {"Gumbel", [](const torch::Tensor& a, const torch::Tensor& b) { return std::make_shared<Gumbel>(a, b); }},
+  };
+  for (const auto& [name, make] : cases) {
+    INFO(name);
+    const std::vector<torch::Tensor> params = {T({0.2, -0.5, 0.1}), T({0.7, 1.1, 0.4})};
+    auto estimate = [&, make = make](const torch::Tensor& a, const torch::Tensor& b) {
+      torch::manual_seed(2024);
+      return f(make(a, b)->rsample({m}));
+    };
+    auto a = params[0].clone().requires_grad_(), b = params[1].clone().requires_grad_();
+    estimate(a, b).backward();
+    const std::vector<torch::Tensor> grads = {a.grad(), b.grad()};
+    const double h = 1e-5;
+    for (size_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < 3; ++j) {
+        auto shifted = [&](double delta) {
+          auto qa = params[0].clone(), qb = params[1].clone();
+          (i == 0 ? qa : qb)[j] += delta;
+          torch::NoGradGuard no_grad;
+          return estimate(qa, qb).item<double>();
+        };
+        const double fd = (shifted(h) - shifted(-h)) / (2 * h);
+        CHECK_MESSAGE(grads[i][j].item<double>() == doctest::Approx(fd).epsilon(1e-5).scale(1.0),
+                      name << " parameter " << i << "[" << j << "]: autograd " << grads[i][j].item<double>()
+                           << " vs finite difference " << fd);
+      }
+    }
+  }
+}
