@@ -12,6 +12,7 @@
 //
 // Prints and writes: seconds per epoch at the batch size, seconds per step at batch 1,
 // peak RSS, the test loss (average negative ELBO per image) of each, and their ratios.
+#include <ATen/record_function.h>
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -19,8 +20,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "examples/causal_vae/causal_vae.h"
 #include "inference/elbo.h"
@@ -34,11 +38,21 @@ namespace {
 
 struct Settings {
   int64_t epochs = 2, batch_size = 256, b1_steps = 300, threads = 0;
+  bool count_ops = false;
   uint64_t seed = 0;
   double lr = 1e-3;
 };
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// CPU seconds of this process, all threads: on a loaded machine a steadier measure of the
+// work done than wall-clock time (at one thread, with OPENBLAS_NUM_THREADS=1, they agree
+// on an idle machine; spinning worker threads inflate it).
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 // The strongest hand-written LibTorch loop for the same model and guide: the negative ELBO
 // summed over the batch, with the decoder's logits going straight into
@@ -99,18 +113,22 @@ nlohmann::json run_variant(const std::string& variant, const Settings& s) {
 
   double train_loss = 0;
   int64_t n_train = 0;
-  std::vector<double> epoch_seconds;
+  std::vector<double> epoch_seconds, epoch_cpu_seconds;
   for (int64_t e = 0; e < s.epochs; ++e) {
     auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
     for (const auto& batch : ds.epoch(data::Split::Train, s.batch_size, e)) {
       auto b = causal_vae::to_model_batch(batch);
       train_loss += step(b);
       n_train += b.image.size(0);
     }
     epoch_seconds.push_back(seconds_since(t0));
+    epoch_cpu_seconds.push_back(cpu_seconds() - c0);
   }
   // The first epoch warms allocators and caches: the median of the others (when there are).
-  const std::vector<double> timed(epoch_seconds.begin() + (epoch_seconds.size() > 2 ? 1 : 0), epoch_seconds.end());
+  const auto skip = static_cast<std::ptrdiff_t>(epoch_seconds.size() > 2 ? 1 : 0);
+  const std::vector<double> timed(epoch_seconds.begin() + skip, epoch_seconds.end()),
+      timed_cpu(epoch_cpu_seconds.begin() + skip, epoch_cpu_seconds.end());
   double test_loss = 0;
   int64_t n_test = 0;
   for (const auto& batch : ds.epoch(data::Split::Test, 1024, 0)) {
@@ -121,16 +139,46 @@ nlohmann::json run_variant(const std::string& variant, const Settings& s) {
   // Per-step cost at batch size 1 (dominated by overhead rather than arithmetic).
   auto one = causal_vae::to_model_batch(ds.epoch(data::Split::Train, 1, 0)[0]);
   for (int i = 0; i < 20; ++i) step(one);
+  if (s.count_ops) {
+    // Operator calls of one batch-1 step, by name, to stderr (what the per-op overhead buys).
+    std::map<std::string, int64_t> counts;
+    static std::map<std::string, int64_t>* sink = nullptr;
+    sink = &counts;
+    auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
+        [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+          if (sink) ++(*sink)[fn.name()];
+          return nullptr;
+        }));
+    step(one);
+    at::removeCallback(handle);
+    sink = nullptr;
+    int64_t total = 0;
+    for (const auto& [name, n] : counts) total += n;
+    std::cerr << variant << ": " << total << " operator calls per batch-1 step\n";
+    for (const auto& [name, n] : counts) std::cerr << "  " << name << " " << n << "\n";
+  }
   auto t1 = Clock::now();
+  const double c1 = cpu_seconds();
   for (int64_t i = 0; i < s.b1_steps; ++i) step(one);
   const double b1 = seconds_since(t1) / static_cast<double>(s.b1_steps);
+  const double b1_cpu = (cpu_seconds() - c1) / static_cast<double>(s.b1_steps);
   return {{"variant", variant},
           {"seconds_per_epoch", median(timed)},
           {"epoch_seconds", epoch_seconds},
+          {"cpu_seconds_per_epoch", median(timed_cpu)},
+          {"epoch_cpu_seconds", epoch_cpu_seconds},
+          {"cpu_seconds_per_step_batch1", b1_cpu},
           {"threads", at::get_num_threads()},
+          {"images_per_epoch", n_train / s.epochs},
           {"seconds_per_step_batch1", b1},
           {"train_loss", train_loss / static_cast<double>(n_train)},
           {"test_loss", test_loss / static_cast<double>(n_test)}};
+}
+
+// The 1-minute load average (the machine's load when the figures were taken).
+double load_average() {
+  double load[1] = {0};
+  return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
 // Re-executes this binary for one variant; returns its JSON and peak RSS (MiB).
@@ -179,6 +227,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", s.threads, "LibTorch intra-op threads (0 = default)");
   app.add_option("--out", out, "where to write the JSON results");
   app.add_option("--repeats", repeats, "runs of each variant, alternating (the median run is reported)");
+  app.add_flag("--count-ops", s.count_ops, "with --variant: print the operator calls of one batch-1 step to stderr");
   app.add_option("--variant", variant, "internal: run one variant and print its JSON")->check(CLI::IsMember({"ember", "torch"}));
   CLI11_PARSE(app, argc, argv);
   if (!variant.empty()) {
@@ -199,8 +248,15 @@ int main(int argc, char** argv) {
     });
     auto m = runs[runs.size() / 2];
     std::vector<double> b1;
-    for (const auto& r : runs) b1.push_back(r["seconds_per_step_batch1"].get<double>());
+    std::vector<double> b1_cpu, epoch_cpu;
+    for (const auto& r : runs) {
+      b1.push_back(r["seconds_per_step_batch1"].get<double>());
+      b1_cpu.push_back(r["cpu_seconds_per_step_batch1"].get<double>());
+      epoch_cpu.push_back(r["cpu_seconds_per_epoch"].get<double>());
+    }
     m["seconds_per_step_batch1"] = median(b1);
+    m["cpu_seconds_per_step_batch1"] = median(b1_cpu);
+    m["cpu_seconds_per_epoch"] = median(epoch_cpu);
     return m;
   };
   auto torch_run = median_run(torch_runs), ember_run = median_run(ember_runs);
@@ -214,10 +270,14 @@ int main(int argc, char** argv) {
       {"handwritten_libtorch", torch_run},
       {"ratio_epoch_time", ratio("seconds_per_epoch")},
       {"ratio_step_time_batch1", ratio("seconds_per_step_batch1")},
+      {"ratio_epoch_cpu_time", ratio("cpu_seconds_per_epoch")},
+      {"ratio_step_cpu_time_batch1", ratio("cpu_seconds_per_step_batch1")},
+      {"load_average", load_average()},
       {"ratio_peak_memory", ratio("peak_rss_mib")},
       {"test_loss_relative_difference", ratio("test_loss") - 1.0}};
   std::printf("%-28s %12s %12s %8s\n", "", "Ember", "LibTorch", "ratio");
-  for (const char* k : {"seconds_per_epoch", "seconds_per_step_batch1", "peak_rss_mib", "test_loss"})
+  for (const char* k : {"seconds_per_epoch", "cpu_seconds_per_epoch", "seconds_per_step_batch1", "cpu_seconds_per_step_batch1",
+                        "peak_rss_mib", "test_loss"})
     std::printf("%-28s %12.5g %12.5g %8.3f\n", k, ember_run[k].get<double>(), torch_run[k].get<double>(), ratio(k));
   std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty() ? "." : std::filesystem::path(out).parent_path());
   write_file_atomic(out, result.dump(2) + "\n");
