@@ -1,20 +1,30 @@
-// SVI on the causal VAE with Ember versus a hand-written LibTorch loop of identical
-// mathematics (same networks and initialisation, same single-sample ELBO, same Adam, same
-// data order), both run by this one invocation. Each variant runs in its own child process
+// SVI on the causal VAE with Ember versus the strongest hand-written LibTorch loop of the same
+// mathematics (same networks and initialisation, same single-sample ELBO, same data order;
+// logits straight into binary_cross_entropy_with_logits, torch::optim::Adam), both run by
+// this one invocation. Each variant runs in its own child process
 // (this binary re-executed) so that its peak memory can be measured apart.
 //
-//   bench_causal_vae [--epochs 2] [--batch-size 256] [--b1-steps 300] [--out FILE.json]
+//   bench_causal_vae [--epochs 2] [--batch-size 256] [--b1-steps 300] [--threads N] [--repeats R]
+//                    [--out FILE.json]
+//
+// Epoch time: the median over epochs after the first (the first warms caches) when there are
+// at least three epochs.
 //
 // Prints and writes: seconds per epoch at the batch size, seconds per step at batch 1,
 // peak RSS, the test loss (average negative ELBO per image) of each, and their ratios.
+#include <ATen/record_function.h>
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "examples/causal_vae/causal_vae.h"
 #include "inference/elbo.h"
@@ -28,30 +38,47 @@ namespace {
 
 struct Settings {
   int64_t epochs = 2, batch_size = 256, b1_steps = 300, threads = 0;
+  bool count_ops = false;
   uint64_t seed = 0;
   double lr = 1e-3;
 };
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The negative ELBO of the model and guide written out by hand (no Ember): sum over the batch.
+// CPU seconds of this process, all threads: on a loaded machine a steadier measure of the
+// work done than wall-clock time (at one thread, with OPENBLAS_NUM_THREADS=1, they agree
+// on an idle machine; spinning worker threads inflate it).
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// The strongest hand-written LibTorch loop for the same model and guide: the negative ELBO
+// summed over the batch, with the decoder's logits going straight into
+// binary_cross_entropy_with_logits (no sigmoid, no clamp), the Gaussian terms written in the
+// noise eps (log sqrt(2 pi) cancels between log p(z) and log q(z)), the labels' log-priors a
+// constant, and the data already float (as every batch of the data set is).
 torch::Tensor handwritten_loss(CausalVAE& vae, const causal_vae::Batch& b) {
   auto& enc = vae.encoder();
   auto& dec = vae.decoder();
   auto style = vae.encode_style(b.is_handwritten);
   auto [loc, scale] = enc->forward(b.image, b.digit, style);
-  auto z = loc + scale * torch::randn_like(loc);
-  constexpr double kLogSqrt2Pi = 0.91893853320467274178;
-  auto log_q = (-0.5 * ((z - loc) / scale).pow(2) - scale.log() - kLogSqrt2Pi).sum(1);
-  auto log_pz = (-0.5 * z.pow(2) - kLogSqrt2Pi).sum(1);
-  auto log_pdigit = (b.digit * std::log(0.1)).sum(1);
-  auto log_pstyle = torch::full({b.image.size(0)}, std::log(0.5), b.image.options());
-  auto probs = dec->forward(z, b.digit, style);
-  // Bernoulli(probs) on grey pixels, computed as Bernoulli does: clamped logits.
-  auto p = probs.clamp(1.1920928955078125e-07, 1 - 1.1920928955078125e-07);
-  auto logits = p.log() - (-p).log1p();
-  auto log_px = -torch::binary_cross_entropy_with_logits(logits, b.image, {}, {}, at::Reduction::None).sum(1);
-  return -(log_pz + log_pdigit + log_pstyle + log_px - log_q).sum();
+  auto eps = torch::randn_like(loc);
+  auto z = loc + scale * eps;
+  auto logits = dec->logits(z, b.digit, style);
+  auto nll_x = torch::binary_cross_entropy_with_logits(logits, b.image, {}, {}, at::Reduction::Sum);
+  const double log_labels = static_cast<double>(b.image.size(0)) * (std::log(0.1) + std::log(0.5));
+  // -log p(z) + log q(z) = 0.5 z^2 - 0.5 eps^2 - log scale
+  auto kl_term = (0.5 * (z * z - eps * eps) - scale.log()).sum();
+  return nll_x + kl_term - log_labels;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 nlohmann::json run_variant(const std::string& variant, const Settings& s) {
@@ -84,17 +111,24 @@ nlohmann::json run_variant(const std::string& variant, const Settings& s) {
     return handwritten_loss(vae, b).item<double>();
   };
 
-  double train_seconds = 0, train_loss = 0;
+  double train_loss = 0;
   int64_t n_train = 0;
+  std::vector<double> epoch_seconds, epoch_cpu_seconds;
   for (int64_t e = 0; e < s.epochs; ++e) {
     auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
     for (const auto& batch : ds.epoch(data::Split::Train, s.batch_size, e)) {
       auto b = causal_vae::to_model_batch(batch);
       train_loss += step(b);
       n_train += b.image.size(0);
     }
-    train_seconds += seconds_since(t0);
+    epoch_seconds.push_back(seconds_since(t0));
+    epoch_cpu_seconds.push_back(cpu_seconds() - c0);
   }
+  // The first epoch warms allocators and caches: the median of the others (when there are).
+  const auto skip = static_cast<std::ptrdiff_t>(epoch_seconds.size() > 2 ? 1 : 0);
+  const std::vector<double> timed(epoch_seconds.begin() + skip, epoch_seconds.end()),
+      timed_cpu(epoch_cpu_seconds.begin() + skip, epoch_cpu_seconds.end());
   double test_loss = 0;
   int64_t n_test = 0;
   for (const auto& batch : ds.epoch(data::Split::Test, 1024, 0)) {
@@ -105,14 +139,46 @@ nlohmann::json run_variant(const std::string& variant, const Settings& s) {
   // Per-step cost at batch size 1 (dominated by overhead rather than arithmetic).
   auto one = causal_vae::to_model_batch(ds.epoch(data::Split::Train, 1, 0)[0]);
   for (int i = 0; i < 20; ++i) step(one);
+  if (s.count_ops) {
+    // Operator calls of one batch-1 step, by name, to stderr (what the per-op overhead buys).
+    std::map<std::string, int64_t> counts;
+    static std::map<std::string, int64_t>* sink = nullptr;
+    sink = &counts;
+    auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
+        [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+          if (sink) ++(*sink)[fn.name()];
+          return nullptr;
+        }));
+    step(one);
+    at::removeCallback(handle);
+    sink = nullptr;
+    int64_t total = 0;
+    for (const auto& [name, n] : counts) total += n;
+    std::cerr << variant << ": " << total << " operator calls per batch-1 step\n";
+    for (const auto& [name, n] : counts) std::cerr << "  " << name << " " << n << "\n";
+  }
   auto t1 = Clock::now();
+  const double c1 = cpu_seconds();
   for (int64_t i = 0; i < s.b1_steps; ++i) step(one);
   const double b1 = seconds_since(t1) / static_cast<double>(s.b1_steps);
+  const double b1_cpu = (cpu_seconds() - c1) / static_cast<double>(s.b1_steps);
   return {{"variant", variant},
-          {"seconds_per_epoch", train_seconds / static_cast<double>(s.epochs)},
+          {"seconds_per_epoch", median(timed)},
+          {"epoch_seconds", epoch_seconds},
+          {"cpu_seconds_per_epoch", median(timed_cpu)},
+          {"epoch_cpu_seconds", epoch_cpu_seconds},
+          {"cpu_seconds_per_step_batch1", b1_cpu},
+          {"threads", at::get_num_threads()},
+          {"images_per_epoch", n_train / s.epochs},
           {"seconds_per_step_batch1", b1},
           {"train_loss", train_loss / static_cast<double>(n_train)},
           {"test_loss", test_loss / static_cast<double>(n_test)}};
+}
+
+// The 1-minute load average (the machine's load when the figures were taken).
+double load_average() {
+  double load[1] = {0};
+  return getloadavg(load, 1) == 1 ? load[0] : -1;
 }
 
 // Re-executes this binary for one variant; returns its JSON and peak RSS (MiB).
@@ -152,6 +218,7 @@ nlohmann::json spawn_variant(const std::string& self, const std::string& variant
 int main(int argc, char** argv) {
   Settings s;
   std::string variant, out = "bench-results/causal_vae.json";
+  int64_t repeats = 1;
   CLI::App app{"Ember SVI vs a hand-written LibTorch loop on the causal VAE"};
   app.add_option("--epochs", s.epochs, "training epochs per variant");
   app.add_option("--batch-size", s.batch_size, "minibatch size");
@@ -159,6 +226,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", s.seed, "seed of the data order and initialisation");
   app.add_option("--threads", s.threads, "LibTorch intra-op threads (0 = default)");
   app.add_option("--out", out, "where to write the JSON results");
+  app.add_option("--repeats", repeats, "runs of each variant, alternating (the median run is reported)");
+  app.add_flag("--count-ops", s.count_ops, "with --variant: print the operator calls of one batch-1 step to stderr");
   app.add_option("--variant", variant, "internal: run one variant and print its JSON")->check(CLI::IsMember({"ember", "torch"}));
   CLI11_PARSE(app, argc, argv);
   if (!variant.empty()) {
@@ -166,19 +235,49 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  auto torch_run = spawn_variant(self, "torch", s);
-  auto ember_run = spawn_variant(self, "ember", s);
+  // Alternate the variants `repeats` times (load drifts on a shared machine) and keep, per
+  // variant, the run with the median epoch time.
+  std::vector<nlohmann::json> torch_runs, ember_runs;
+  for (int64_t r = 0; r < repeats; ++r) {
+    torch_runs.push_back(spawn_variant(self, "torch", s));
+    ember_runs.push_back(spawn_variant(self, "ember", s));
+  }
+  auto median_run = [](std::vector<nlohmann::json> runs) {
+    std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
+      return a["seconds_per_epoch"].template get<double>() < b["seconds_per_epoch"].template get<double>();
+    });
+    auto m = runs[runs.size() / 2];
+    std::vector<double> b1;
+    std::vector<double> b1_cpu, epoch_cpu;
+    for (const auto& r : runs) {
+      b1.push_back(r["seconds_per_step_batch1"].get<double>());
+      b1_cpu.push_back(r["cpu_seconds_per_step_batch1"].get<double>());
+      epoch_cpu.push_back(r["cpu_seconds_per_epoch"].get<double>());
+    }
+    m["seconds_per_step_batch1"] = median(b1);
+    m["cpu_seconds_per_step_batch1"] = median(b1_cpu);
+    m["cpu_seconds_per_epoch"] = median(epoch_cpu);
+    return m;
+  };
+  auto torch_run = median_run(torch_runs), ember_run = median_run(ember_runs);
   auto ratio = [&](const char* key) { return ember_run[key].get<double>() / torch_run[key].get<double>(); };
   nlohmann::json result = {
-      {"settings", {{"epochs", s.epochs}, {"batch_size", s.batch_size}, {"b1_steps", s.b1_steps}, {"seed", s.seed}}},
+      {"settings",
+       {{"epochs", s.epochs}, {"batch_size", s.batch_size}, {"b1_steps", s.b1_steps}, {"seed", s.seed},
+        {"threads", s.threads}, {"repeats", repeats}}},
+      {"baseline", "hand-written LibTorch: decoder logits straight into binary_cross_entropy_with_logits, torch::optim::Adam"},
       {"ember", ember_run},
       {"handwritten_libtorch", torch_run},
       {"ratio_epoch_time", ratio("seconds_per_epoch")},
       {"ratio_step_time_batch1", ratio("seconds_per_step_batch1")},
+      {"ratio_epoch_cpu_time", ratio("cpu_seconds_per_epoch")},
+      {"ratio_step_cpu_time_batch1", ratio("cpu_seconds_per_step_batch1")},
+      {"load_average", load_average()},
       {"ratio_peak_memory", ratio("peak_rss_mib")},
       {"test_loss_relative_difference", ratio("test_loss") - 1.0}};
   std::printf("%-28s %12s %12s %8s\n", "", "Ember", "LibTorch", "ratio");
-  for (const char* k : {"seconds_per_epoch", "seconds_per_step_batch1", "peak_rss_mib", "test_loss"})
+  for (const char* k : {"seconds_per_epoch", "cpu_seconds_per_epoch", "seconds_per_step_batch1", "cpu_seconds_per_step_batch1",
+                        "peak_rss_mib", "test_loss"})
     std::printf("%-28s %12.5g %12.5g %8.3f\n", k, ember_run[k].get<double>(), torch_run[k].get<double>(), ratio(k));
   std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty() ? "." : std::filesystem::path(out).parent_path());
   write_file_atomic(out, result.dump(2) + "\n");

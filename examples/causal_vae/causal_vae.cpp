@@ -38,6 +38,10 @@ DecoderImpl::DecoderImpl(const Config& c) {
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& z, const torch::Tensor& digit, const torch::Tensor& style) {
+  return torch::sigmoid(logits(z, digit, style));
+}
+
+torch::Tensor DecoderImpl::logits(const torch::Tensor& z, const torch::Tensor& digit, const torch::Tensor& style) {
   // Inputs broadcast over leading dims: counterfactual worlds give the labels a world dim
   // while Z (upstream of every intervention) is shared.
   auto batch = broadcast_shapes(broadcast_shapes(Shape(z.sizes().begin(), z.sizes().end() - 1),
@@ -49,7 +53,7 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& z, const torch::Tensor& 
     return t.expand(shape);
   };
   auto hidden = torch::softplus(fc1->forward(torch::cat({expanded(z), expanded(digit), expanded(style)}, -1)));
-  return torch::sigmoid(fc2->forward(hidden));
+  return fc2->forward(hidden);
 }
 
 EncoderImpl::EncoderImpl(const Config& c) {
@@ -77,10 +81,14 @@ torch::Tensor CausalVAE::encode_style(const torch::Tensor& is_handwritten) const
   return torch::cat({1 - is_handwritten, is_handwritten}, -1);
 }
 
-dist::DistPtr CausalVAE::image_distribution(const torch::Tensor& probs) const {
-  // Grey pixels are not in Bernoulli's support {0, 1}: the book turns validation off.
-  if (config_.likelihood == Likelihood::bernoulli) return dist::Bernoulli(probs, /*validate_args=*/false).to_event(1);
-  return dist::ContinuousBernoulli(probs).to_event(1);
+dist::DistPtr CausalVAE::image_distribution(const torch::Tensor& logits) const {
+  // The book's Bernoulli(probs = sigmoid(logits)), built from the logits themselves: the same
+  // distribution without the sigmoid, clamp and logit round trip of the probs form (which
+  // differs only where |logits| > 15.9, where the probs form clamps). Grey pixels are not in
+  // Bernoulli's support {0, 1}: the book turns validation off.
+  if (config_.likelihood == Likelihood::bernoulli)
+    return dist::Bernoulli(dist::Logits{logits}, /*validate_args=*/false).to_event(1);
+  return dist::ContinuousBernoulli(torch::sigmoid(logits)).to_event(1);
 }
 
 Batch CausalVAE::model(int64_t n) {
@@ -94,8 +102,8 @@ Batch CausalVAE::model(int64_t n) {
   }
   auto digit = sample("digit", dist::OneHotCategorical(torch::full({n, config_.num_digits}, 1.0 / config_.num_digits, options)));
   auto is_handwritten = sample("is_handwritten", dist::Bernoulli(torch::full({n, 1}, 0.5, options)).to_event(1));
-  auto probs = decoder_->forward(z, digit, encode_style(is_handwritten));
-  auto image = sample("img", image_distribution(probs));
+  auto logits = decoder_->logits(z, digit, encode_style(is_handwritten));
+  auto image = sample("img", image_distribution(logits));
   return {image, digit, is_handwritten};
 }
 
@@ -221,7 +229,9 @@ nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k)
       log_w = log_w + model.at(site).unscaled_log_prob;
     }
     log_w = log_w.reshape({m, k});
-    objective_total += objective.sum().item<double>() / static_cast<double>(k);
+    // Reduced as log_w below (per image, then over images), so that with beta = 1 the two
+    // totals are the same float sums, not merely close.
+    objective_total += objective.reshape({m, k}).mean(1).sum().item<double>();
     elbo_total += log_w.mean(1).sum().item<double>();
     iw_total += (log_w.logsumexp(1) - std::log(static_cast<double>(k))).sum().item<double>();
     n += m;

@@ -60,8 +60,11 @@ std::string to_string(LabelEncoding e);
 struct DecoderImpl : torch::nn::Module {
   explicit DecoderImpl(const Config& c);
   /// Pixel probabilities [B, image_dim] from z [B, z_dim], one-hot digit [B, 10] and the
-  /// style encoding [B, style_dim].
+  /// style encoding [B, style_dim]: the sigmoid of `logits`.
   torch::Tensor forward(const torch::Tensor& z, const torch::Tensor& digit, const torch::Tensor& style);
+  /// Pixel log-odds [B, image_dim] (the network before its final Sigmoid); the model's image
+  /// likelihood is built from these, so no probability is clamped or turned back into logits.
+  torch::Tensor logits(const torch::Tensor& z, const torch::Tensor& digit, const torch::Tensor& style);
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(Decoder);
@@ -140,7 +143,7 @@ class CausalVAE {
   Decoder& decoder() { return decoder_; }
 
  private:
-  dist::DistPtr image_distribution(const torch::Tensor& probs) const;
+  dist::DistPtr image_distribution(const torch::Tensor& logits) const;
 
   Config config_;
   torch::Device device_;
