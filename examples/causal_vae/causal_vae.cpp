@@ -220,7 +220,11 @@ nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k)
       objective = objective + model.at(site).log_prob;
       log_w = log_w + model.at(site).unscaled_log_prob;
     }
-    log_w = log_w.reshape({m, k});
+    // Summed in float64: test_loss and negative_elbo reduce the same float32 terms in different
+    // orders, and float32 sums of a few hundred terms differ in the 7th digit between LibTorch
+    // versions' reduction kernels (1.13 vs 2.11); in float64 they agree to ~1e-15.
+    objective = objective.to(torch::kFloat64);
+    log_w = log_w.to(torch::kFloat64).reshape({m, k});
     objective_total += objective.sum().item<double>() / static_cast<double>(k);
     elbo_total += log_w.mean(1).sum().item<double>();
     iw_total += (log_w.logsumexp(1) - std::log(static_cast<double>(k))).sum().item<double>();
