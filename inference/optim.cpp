@@ -90,7 +90,13 @@ Optimizer::State& Optimizer::state_for(const std::string& name, const torch::Ten
     s.lr = initial_lr();
     it = states_.insert_or_assign(name, std::move(s)).first;
   }
-  if (!it->second.tensor) it->second.tensor.emplace(p.getIntrusivePtr());
+  if (!it->second.tensor) {
+    it->second.tensor.emplace(p.getIntrusivePtr());
+    // A state read from a checkpoint is on the CPU: it follows its param to the param's device
+    // when they meet, as torch.optim.Optimizer.load_state_dict does.
+    for (auto& [key, b] : it->second.buffers)
+      if (b.device() != p.device()) b = b.to(p.device());
+  }
   return it->second;
 }
 

@@ -33,7 +33,7 @@ for f in "$build"/bin/*; do
   [ -x "$f" ] && [ -f "$f" ] || continue
   strip -o "$stage/tree/$rel_build/bin/$(basename "$f")" "$f"
 done
-(cd "$build" && find . \( -name CTestTestfile.cmake -o -name '*_tests.cmake' -o -name '*_include.cmake' \) -print0 |
+(cd "$build" && find . \( -name CTestTestfile.cmake -o -name '*_tests*.cmake' -o -name '*_include*.cmake' \) -print0 |
   while IFS= read -r -d '' f; do mkdir -p "$stage/tree/$rel_build/$(dirname "$f")"; cp "$f" "$stage/tree/$rel_build/$f"; done)
 
 # Debian's shared libraries the binaries need, except glibc's, the C++ runtime's, LibTorch's
@@ -41,7 +41,7 @@ done
 mkdir -p "$stage/tree/.debian-lib"
 for f in "$build"/bin/*; do [ -x "$f" ] && [ -f "$f" ] && ldd "$f" || true; done |
   awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
-  grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux-x86-64)\.so' |
+  grep -v -E '/(libc|libm|libdl|librt|libpthread|libutil|libresolv|libstdc\+\+|libgcc_s|ld-linux-x86-64)\.so' |
   grep -v -F -e "$torch_site" -e /usr/local/cuda |
   while read -r lib; do cp -L "$lib" "$stage/tree/.debian-lib/"; done
 

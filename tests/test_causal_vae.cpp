@@ -2,6 +2,7 @@
 // the book's state_dict, and the command line's behaviour on good and bad input.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
+#include <unistd.h>  // getpid (LibTorch 1.13 included it for us, 2.x does not)
 
 #include <filesystem>
 #include <fstream>

@@ -4,6 +4,7 @@
 // CTest reports it as skipped (tests/CMakeLists.txt), so a CPU machine's suite stays green.
 #include <doctest/doctest.h>
 #include <torch/cuda.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <iostream>

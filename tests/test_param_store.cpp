@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>  // getpid (LibTorch 1.13 included it for us, 2.x does not)
+
 #include "ppl/ppl.h"
 #include "pyro_fixture.h"
 #include "test_util.h"

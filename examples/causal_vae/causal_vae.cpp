@@ -228,10 +228,11 @@ nlohmann::json evaluate(CausalVAE& vae, const data::DigitDataset& ds, int64_t k)
       objective = objective + model.at(site).log_prob;
       log_w = log_w + model.at(site).unscaled_log_prob;
     }
-    log_w = log_w.reshape({m, k});
-    // Reduced as log_w below (per image, then over images), so that with beta = 1 the two
-    // totals are the same float sums, not merely close.
-    objective_total += objective.reshape({m, k}).mean(1).sum().item<double>();
+    // In float64, and reduced as log_w below (per image, then over images): with beta = 1 the
+    // two totals are then the same sums, and float32 sums of a few hundred terms differ in the
+    // 7th digit between LibTorch versions' reduction kernels (1.13 vs 2.11).
+    log_w = log_w.to(torch::kFloat64).reshape({m, k});
+    objective_total += objective.to(torch::kFloat64).reshape({m, k}).mean(1).sum().item<double>();
     elbo_total += log_w.mean(1).sum().item<double>();
     iw_total += (log_w.logsumexp(1) - std::log(static_cast<double>(k))).sum().item<double>();
     n += m;
