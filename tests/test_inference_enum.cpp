@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "inference/inference.h"
@@ -627,4 +628,52 @@ TEST_CASE("infer_discrete at temperature 1 samples the HMM posterior (marginals 
     }
   }
   CHECK(switches_seen > 0);  // draws, not a single path
+}
+
+TEST_CASE("markov scope - a recursive HMM entering one shared markov messenger per step matches markov_range") {
+  // Each recursion level enters one more level of the same messenger (Pyro's reentrant
+  // markov): two enumeration dims at any depth, and the forward algorithm's likelihood.
+  const auto y = hmm_data();
+  auto recursive = [](const torch::Tensor& y) {
+    auto locs = param("locs", hmm_locs0());
+    auto messenger = std::make_shared<MarkovMessenger>();
+    std::function<void(int64_t, const torch::Tensor&)> step = [&](int64_t t, const torch::Tensor& prev) {
+      if (t == y.size(0)) return;
+      Markov level(messenger);
+      auto probs = t == 0 ? hmm_init() : hmm_trans().index({prev});
+      auto x = sample(cat("x_", t), dist::Categorical(probs), SampleOptions().infer(parallel()));
+      sample(cat("y_", t), Normal(locs.index({x}), dbl(kHmmScale)), y[t]);
+      step(t + 1, x);
+    };
+    step(0, torch::Tensor());
+  };
+  ParamStore store;
+  ParamStoreScope scope(store);
+  {
+    TraceMessenger tm;
+    EnumMessenger en(-1);
+    recursive(y);
+    std::set<int64_t> dims;
+    for (const auto& s : tm.trace())
+      if (s.infer.enum_dim != 0) dims.insert(s.infer.enum_dim);
+    CHECK(dims == std::set<int64_t>{-1, -2});
+  }
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(0));
+  const double loglik = torch::logsumexp(hmm_forward(y, hmm_locs0()).back(), 0).item<double>();
+  CHECK(std::abs(elbo.loss(recursive, hmm_empty_guide, y) + loglik) < 1e-10);
+}
+
+TEST_CASE("markov with history 0 - a step that reads the previous state is an error naming the site") {
+  ParamStore store;
+  ParamStoreScope scope(store);
+  auto model = [](const torch::Tensor& y) {
+    torch::Tensor x;
+    for (int64_t t : markov_range(y.size(0), MarkovOptions().history(0))) {
+      auto probs = t == 0 ? hmm_init() : hmm_trans().index({x});
+      x = sample(cat("x_", t), dist::Categorical(probs), SampleOptions().infer(parallel()));
+      sample(cat("y_", t), Normal(hmm_locs0().index({x}), dbl(kHmmScale)), y[t]);
+    }
+  };
+  TraceEnum_ELBO elbo(ELBOOptions().max_plate_nesting(0));
+  CHECK_THROWS_WITH(elbo.loss(model, hmm_empty_guide, hmm_data(4)), doctest::Contains("site 'x_1'"));
 }
