@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 
+#include "distribution_checks.h"
 #include "distributions/distributions.h"
 
 using namespace ember;
@@ -14,42 +15,15 @@ using namespace ember::dist;
 namespace {
 
 constexpr int64_t kN = 20000;     // draws per goodness-of-fit test
-constexpr double kZ = 5.0;        // moment checks: |estimate - truth| <= 5 standard errors
-constexpr double kKsCrit = 1.94947;  // Kolmogorov distribution, alpha = 0.001: D_n <= 1.94947 / sqrt(n)
-constexpr double kChi2Z = 3.0902;    // standard-normal 0.999 quantile (Wilson-Hilferty chi-square quantile)
+constexpr double kZ = ember::testing::kMomentZ;  // moment checks: |estimate - truth| <= 5 standard errors
+using ember::testing::check_chi2;
+using ember::testing::check_ks;
+using ember::testing::check_moments;
+using ember::testing::chi2_crit;
+using ember::testing::kKsCrit;
 
 auto f64() { return torch::TensorOptions().dtype(torch::kDouble); }
 torch::Tensor T(std::vector<double> v) { return torch::tensor(v, torch::kDouble); }
-
-// |sample mean - mean| and |sample variance - variance| within kZ standard errors, elementwise.
-void check_moments(const torch::Tensor& x_, const torch::Tensor& mean, const torch::Tensor& var, const std::string& what) {
-  INFO(what);
-  auto x = x_.to(torch::kDouble);
-  auto mu = mean.to(torch::kDouble).detach(), v = var.to(torch::kDouble).detach();
-  const double n = static_cast<double>(x.size(0));
-  auto m = x.mean(0);
-  auto se_m = (v / n).sqrt();
-  auto zm = ((m - mu).abs() / se_m).max().item<double>();
-  CHECK_MESSAGE(zm <= kZ, what << ": sample mean " << m << " vs mean " << mu << " is " << zm << " standard errors off");
-  auto s2 = x.var(0);
-  auto mu4 = (x - mu).pow(4).mean(0);
-  auto se_v = ((mu4 - v.pow(2)).clamp_min(0) / n).sqrt();
-  auto zv = ((s2 - v).abs() / se_v).max().item<double>();
-  CHECK_MESSAGE(zv <= kZ, what << ": sample variance " << s2 << " vs variance " << v << " is " << zv << " standard errors off");
-}
-
-// Kolmogorov-Smirnov statistic of 1-D samples against `cdf`, checked against the critical value.
-void check_ks(const torch::Tensor& samples, const std::function<torch::Tensor(const torch::Tensor&)>& cdf,
-              const std::string& what) {
-  INFO(what);
-  auto x = std::get<0>(samples.to(torch::kDouble).flatten().sort());
-  const auto n = x.size(0);
-  auto F = cdf(x).to(torch::kDouble);
-  auto i = torch::arange(1, n + 1, f64());
-  auto d = torch::max((i / n - F).max(), (F - (i - 1) / n).max()).item<double>();
-  const double crit = kKsCrit / std::sqrt(static_cast<double>(n));
-  CHECK_MESSAGE(d <= crit, what << ": KS statistic " << d << " exceeds the critical value " << crit);
-}
 
 // KS for every batch column of samples [N, B]: cdf(x, b) gives column b's cdf.
 void check_ks_columns(const torch::Tensor& samples, const std::function<torch::Tensor(const torch::Tensor&, int64_t)>& cdf,
@@ -70,48 +44,6 @@ std::function<torch::Tensor(const torch::Tensor&)> numeric_cdf(const Distributio
     auto idx = ((x - lo) / (hi - lo) * (g - 1)).round().clamp(0, g - 1).to(torch::kLong);
     return F.index_select(0, idx);
   };
-}
-
-// Chi-square quantile at 1 - alpha by Wilson-Hilferty.
-double chi2_crit(int64_t df) {
-  const double k = static_cast<double>(df);
-  return k * std::pow(1 - 2 / (9 * k) + kChi2Z * std::sqrt(2 / (9 * k)), 3);
-}
-
-// Chi-square goodness of fit of integer samples against pmf(k) for k = 0, 1, ...
-// Bins with expected count < 5 are merged; the tail mass joins the last bin.
-void check_chi2(const torch::Tensor& samples, const std::function<double(int64_t)>& pmf, const std::string& what) {
-  INFO(what);
-  auto x = samples.to(torch::kLong).flatten();
-  const double n = static_cast<double>(x.size(0));
-  const int64_t kmax = x.max().item<int64_t>();
-  auto counts = torch::bincount(x, {}, kmax + 1).to(torch::kDouble);
-  std::vector<double> obs, expct;
-  double o = 0, e = 0, total_p = 0;
-  for (int64_t k = 0; k <= kmax; ++k) {
-    double p = pmf(k);
-    total_p += p;
-    o += counts[k].item<double>();
-    e += n * p;
-    if (e >= 5) {
-      obs.push_back(o);
-      expct.push_back(e);
-      o = e = 0;
-    }
-  }
-  e += n * std::max(0.0, 1 - total_p);  // mass above the largest draw
-  if (obs.empty() || e >= 5) {
-    obs.push_back(o);
-    expct.push_back(e);
-  } else {
-    obs.back() += o;
-    expct.back() += e;
-  }
-  REQUIRE_MESSAGE(obs.size() >= 2, what << ": too few bins for a chi-square test");
-  double stat = 0;
-  for (size_t i = 0; i < obs.size(); ++i) stat += (obs[i] - expct[i]) * (obs[i] - expct[i]) / expct[i];
-  const double crit = chi2_crit(static_cast<int64_t>(obs.size()) - 1);
-  CHECK_MESSAGE(stat <= crit, what << ": chi-square " << stat << " with " << obs.size() - 1 << " dof exceeds " << crit);
 }
 
 // pmf of batch element b of a discrete univariate distribution.
