@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "examples/causal_vae/causal_vae.h"
 #include "inference/elbo.h"
@@ -38,7 +39,7 @@ namespace {
 
 struct Settings {
   int64_t epochs = 2, batch_size = 256, b1_steps = 300, threads = 0;
-  bool count_ops = false;
+  bool count_ops = false, profile_ops = false;
   uint64_t seed = 0;
   double lr = 1e-3;
 };
@@ -79,6 +80,63 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+causal_vae::Batch batch_for_profile(data::DigitDataset& ds, int64_t batch_size) {
+  static std::optional<causal_vae::Batch> b;
+  if (!b) b = causal_vae::to_model_batch(ds.epoch(data::Split::Train, batch_size, 0)[0]);
+  return *b;
+}
+
+// Time of each top-level LibTorch operator (and autograd node) over 20 steps, inclusive of
+// the operators it calls, to stderr: where one step's time goes, by name.
+struct OpTimes {
+  std::map<std::string, std::pair<double, int64_t>> by_name;
+};
+OpTimes* op_times = nullptr;
+thread_local int op_depth = 0;
+struct OpStart : at::ObserverContext {
+  Clock::time_point t0;
+  int depth = 0;
+};
+
+template <class Step>
+void profile_ops(const std::string& variant, Step&& step) {
+  for (int i = 0; i < 5; ++i) step();
+  OpTimes times;
+  op_times = &times;
+  auto handle = at::addThreadLocalCallback(at::RecordFunctionCallback(
+      [](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+        auto ctx = std::make_unique<OpStart>();
+        ctx->depth = ++op_depth;
+        ctx->t0 = Clock::now();
+        return ctx;
+      },
+      [](const at::RecordFunction& fn, at::ObserverContext* ctx) {
+        auto* start = static_cast<OpStart*>(ctx);
+        --op_depth;
+        if (op_times && start->depth == 1) {
+          auto& e = op_times->by_name[fn.name()];
+          e.first += seconds_since(start->t0);
+          e.second += 1;
+        }
+      }));
+  const int steps = 20;
+  auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  const double total = seconds_since(t0) / steps;
+  at::removeCallback(handle);
+  op_times = nullptr;
+  std::vector<std::pair<double, std::string>> rows;
+  double in_ops = 0;
+  for (const auto& [name, e] : times.by_name) {
+    rows.emplace_back(e.first / steps, name + " x" + std::to_string(e.second / steps));
+    in_ops += e.first / steps;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::fprintf(stderr, "%s: %.3f ms per step, %.3f ms in top-level operators\n", variant.c_str(), 1e3 * total, 1e3 * in_ops);
+  for (const auto& [t, name] : rows)
+    if (t > 1e-6) std::fprintf(stderr, "  %8.1f us  %s\n", 1e6 * t, name.c_str());
 }
 
 nlohmann::json run_variant(const std::string& variant, const Settings& s) {
@@ -157,6 +215,7 @@ nlohmann::json run_variant(const std::string& variant, const Settings& s) {
     std::cerr << variant << ": " << total << " operator calls per batch-1 step\n";
     for (const auto& [name, n] : counts) std::cerr << "  " << name << " " << n << "\n";
   }
+  if (s.profile_ops) profile_ops(variant, [&] { step(batch_for_profile(ds, s.batch_size)); });
   auto t1 = Clock::now();
   const double c1 = cpu_seconds();
   for (int64_t i = 0; i < s.b1_steps; ++i) step(one);
@@ -228,6 +287,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "where to write the JSON results");
   app.add_option("--repeats", repeats, "runs of each variant, alternating (the median run is reported)");
   app.add_flag("--count-ops", s.count_ops, "with --variant: print the operator calls of one batch-1 step to stderr");
+  app.add_flag("--profile-ops", s.profile_ops,
+               "with --variant: print the time of each top-level operator over 20 steps at --batch-size to stderr");
   app.add_option("--variant", variant, "internal: run one variant and print its JSON")->check(CLI::IsMember({"ember", "torch"}));
   CLI11_PARSE(app, argc, argv);
   if (!variant.empty()) {

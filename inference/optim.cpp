@@ -4,7 +4,10 @@
 #include <cmath>
 #include <cstring>
 
+#include <ATen/Parallel.h>
+
 #include "core/error.h"
+#include "inference/fused_adam.h"
 #include "ppl/param_store.h"
 
 namespace ember::infer {
@@ -41,37 +44,34 @@ std::vector<std::string> Optimizer::state_names() const {
 void Optimizer::step(const std::vector<std::string>& names) { step(names, get_param_store()); }
 
 namespace {
-// Small contiguous CPU float/double tensors: their updates run as plain loops over the
-// elements, since at the scalar params of small models each LibTorch op costs more than
-// the arithmetic. The loops follow the ops' formulas in the tensors' dtype.
+// Small contiguous CPU float/double tensors: their gradients are zeroed by memset, since at
+// the scalar params of small models a LibTorch op costs more than the work.
 constexpr int64_t kSmallParam = 64;
 bool small_cpu(const torch::Tensor& t) {
   return t.device().is_cpu() && t.numel() <= kSmallParam && t.is_contiguous() &&
          (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble);
 }
-bool small_cpu_alike(const torch::Tensor& a, const torch::Tensor& b) {
-  return small_cpu(a) && small_cpu(b) && a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes();
-}
 }  // namespace
 
 void Optimizer::step(const std::vector<std::string>& names, ParamStore& store) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> stepped;
+  std::vector<std::pair<torch::Tensor, const State*>> stepped;
   stepped.reserve(names.size());
   for (const auto& n : names) {
     if (!store.contains(n)) continue;  // e.g. a value substituted for a param never stored
     torch::Tensor p = store.unconstrained(n);
     State& s = state_for(n, p);
+    s.gradient_zeroed = false;
     begin_step(s);
     if (p.grad().defined()) {
       if (clip_.clip_norm() || clip_.clip_value()) clip_gradient(p.mutable_grad());
       update(p, p.grad(), s);
     }
-    stepped.push_back(std::move(p));
+    stepped.emplace_back(std::move(p), &s);
   }
   // As Pyro's zero_grads: gradients become zeros (not None) once a param has been stepped.
-  for (auto& p : stepped) {
-    if (!p.grad().defined()) continue;
+  for (auto& [p, s] : stepped) {
+    if (!p.grad().defined() || s->gradient_zeroed) continue;
     torch::Tensor& g = p.mutable_grad();
     if (small_cpu(g)) {
       std::memset(g.data_ptr(), 0, static_cast<size_t>(g.numel()) * g.element_size());
@@ -180,55 +180,68 @@ nlohmann::json Adam::hyperparameters() const {
 }
 
 namespace {
-// Adam's update of a small CPU param as one loop, op for op as Adam::update's tensor ops.
+// Contiguous CPU float/double param, gradient and buffers of one shape: Adam's update runs
+// as one pass over the elements (inference/fused_adam.h), split over LibTorch's intra-op
+// threads as its elementwise ops are.
+bool fused_adam_applies(const torch::Tensor& p, std::initializer_list<const torch::Tensor*> others) {
+  if (!p.device().is_cpu() || !p.is_contiguous() || (p.scalar_type() != torch::kFloat && p.scalar_type() != torch::kDouble))
+    return false;
+  for (const auto* t : others)
+    if (!t->device().is_cpu() || !t->is_contiguous() || t->scalar_type() != p.scalar_type() || t->sizes() != p.sizes())
+      return false;
+  return true;
+}
+
 template <class T>
-void adam_small(T* p, const T* g, T* m, T* v, int64_t n, const AdamOptions& o, double bc1, double bc2, double lr) {
-  const T b1 = static_cast<T>(o.beta1()), b2 = static_cast<T>(o.beta2()), a1 = static_cast<T>(1 - o.beta1()),
-          a2 = static_cast<T>(1 - o.beta2()), wd = static_cast<T>(o.weight_decay()), eps = static_cast<T>(o.eps()),
-          sqrt_bc2 = static_cast<T>(std::sqrt(bc2)), step = static_cast<T>(-lr / bc1);
-  for (int64_t i = 0; i < n; ++i) {
-    const T grad = o.weight_decay() != 0 ? g[i] + wd * p[i] : g[i];
-    m[i] = m[i] * b1;
-    m[i] = m[i] + a1 * grad;
-    v[i] = v[i] * b2;
-    v[i] = v[i] + a2 * grad * grad;
-    const T denom = std::sqrt(v[i]) / sqrt_bc2 + eps;
-    p[i] = p[i] + step * (m[i] / denom);
-  }
+void fused_adam(torch::Tensor& p, torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, torch::Tensor* vmax,
+                const kernels::AdamStepScalars& scalars, bool zero_gradient) {
+  T* pp = p.data_ptr<T>();
+  T* gp = g.data_ptr<T>();
+  T* mp = m.data_ptr<T>();
+  T* vp = v.data_ptr<T>();
+  T* vmaxp = vmax ? vmax->data_ptr<T>() : nullptr;
+  // at::internal::GRAIN_SIZE elements per task, as LibTorch's own elementwise kernels.
+  at::parallel_for(0, p.numel(), at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+    kernels::adam_update(pp + begin, gp + begin, mp + begin, vp + begin, vmaxp ? vmaxp + begin : nullptr, end - begin,
+                         scalars, zero_gradient);
+  });
 }
 }  // namespace
 
 void Adam::update(torch::Tensor& p, torch::Tensor grad, State& s) const {
   s.step += 1;
-  if (!o_.amsgrad() && small_cpu_alike(p, grad)) {
-    auto& m = buffer(s, "exp_avg", p);
-    auto& v = buffer(s, "exp_avg_sq", p);
-    if (small_cpu_alike(p, m) && small_cpu_alike(p, v)) {
-      const double bc1 = 1 - std::pow(o_.beta1(), static_cast<double>(s.step));
-      const double bc2 = 1 - std::pow(o_.beta2(), static_cast<double>(s.step));
-      if (p.scalar_type() == torch::kFloat)
-        adam_small(p.data_ptr<float>(), grad.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), p.numel(), o_, bc1,
-                   bc2, s.lr);
-      else
-        adam_small(p.data_ptr<double>(), grad.data_ptr<double>(), m.data_ptr<double>(), v.data_ptr<double>(), p.numel(), o_,
-                   bc1, bc2, s.lr);
-      // As an in-place op would: autograd's saved-tensor checks see the change.
-      for (auto* t : {&p, &m, &v}) t->unsafeGetTensorImpl()->bump_version();
-      return;
-    }
-  }
-  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
   auto& m = buffer(s, "exp_avg", p);
   auto& v = buffer(s, "exp_avg_sq", p);
-  m.mul_(o_.beta1()).add_(grad, 1 - o_.beta1());
-  v.mul_(o_.beta2()).addcmul_(grad, grad, 1 - o_.beta2());
+  torch::Tensor* vmax = o_.amsgrad() ? &buffer(s, "max_exp_avg_sq", p) : nullptr;
   const double bc1 = 1 - std::pow(o_.beta1(), static_cast<double>(s.step));
   const double bc2 = 1 - std::pow(o_.beta2(), static_cast<double>(s.step));
+  if (fused_adam_applies(p, {&grad, &m, &v}) && (!vmax || fused_adam_applies(p, {vmax}))) {
+    kernels::AdamStepScalars scalars;
+    scalars.beta1 = o_.beta1();
+    scalars.beta2 = o_.beta2();
+    scalars.eps = o_.eps();
+    scalars.weight_decay = o_.weight_decay();
+    scalars.bias_correction1 = bc1;
+    scalars.bias_correction2 = bc2;
+    scalars.lr = s.lr;
+    // The gradient is zeroed in the same pass when it is the param's own (not a copy made
+    // by weight decay or clipping elsewhere): the step would zero it next anyway.
+    const bool zero_gradient = grad.is_same(p.grad());
+    if (p.scalar_type() == torch::kFloat) fused_adam<float>(p, grad, m, v, vmax, scalars, zero_gradient);
+    else fused_adam<double>(p, grad, m, v, vmax, scalars, zero_gradient);
+    s.gradient_zeroed = zero_gradient;
+    // As in-place ops would: autograd's saved-tensor checks see the change.
+    for (auto* t : {&p, &m, &v, &grad}) t->unsafeGetTensorImpl()->bump_version();
+    if (vmax) vmax->unsafeGetTensorImpl()->bump_version();
+    return;
+  }
+  if (o_.weight_decay() != 0) grad = grad.add(p, o_.weight_decay());
+  m.mul_(o_.beta1()).add_(grad, 1 - o_.beta1());
+  v.mul_(o_.beta2()).addcmul_(grad, grad, 1 - o_.beta2());
   torch::Tensor denom;
-  if (o_.amsgrad()) {
-    auto& vmax = buffer(s, "max_exp_avg_sq", p);
-    torch::maximum_out(vmax, vmax, v);
-    denom = (vmax.sqrt() / std::sqrt(bc2)).add_(o_.eps());
+  if (vmax) {
+    torch::maximum_out(*vmax, *vmax, v);
+    denom = (vmax->sqrt() / std::sqrt(bc2)).add_(o_.eps());
   } else {
     denom = (v.sqrt() / std::sqrt(bc2)).add_(o_.eps());
   }

@@ -140,6 +140,9 @@ class Optimizer {
     /// The unconstrained tensor this state belongs to (unset for a state loaded from a
     /// checkpoint until its param is first stepped). Weak: a dropped param is not kept alive.
     std::optional<c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>> tensor;
+    /// Set by `update` when it has already zeroed the gradient in its own pass (reset each
+    /// step): the step then does not zero it again.
+    bool gradient_zeroed = false;
   };
   /// Initial learning rate of a new state.
   virtual double initial_lr() const = 0;

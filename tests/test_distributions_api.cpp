@@ -822,6 +822,47 @@ TEST_CASE("fused Normal rsample has the pathwise gradients of loc + eps * scale"
   }
 }
 
+TEST_CASE("fused Bernoulli(logits) log_prob equals binary_cross_entropy_with_logits in value and gradients") {
+  torch::manual_seed(5);
+  ValidationGuard guard;
+  enable_validation(false);  // grey values (a differentiable value) are outside {0, 1}
+  // Equal shapes, logits broadcast over a sample dim, value broadcast over a batch, a single
+  // element; logits from -60 to 60 (the stable tails) and grey values.
+  const std::vector<std::vector<std::vector<int64_t>>> shapes = {{{6, 5}, {6, 5}}, {{5}, {4, 5}}, {{3, 1}, {4}}, {{}, {}}};
+  for (auto dtype : {torch::kDouble, torch::kFloat}) {
+    for (const auto& s : shapes) {
+      CAPTURE(shape_str(s[0]));
+      CAPTURE(torch::toString(dtype));
+      auto o = torch::TensorOptions().dtype(dtype);
+      auto x = (torch::randn(s[0], o) * 20).requires_grad_();
+      auto v = torch::rand(s[1], o).requires_grad_();
+      auto reference = [](const torch::Tensor& logits, const torch::Tensor& value) {
+        auto ts = torch::broadcast_tensors({logits, value});
+        return -torch::binary_cross_entropy_with_logits(ts[0], ts[1], {}, {}, at::Reduction::None);
+      };
+      auto fused = Bernoulli(Logits{x}).log_prob(v);
+      auto ref = reference(x, v);
+      const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
+      CHECK(fused.sizes() == ref.sizes());
+      CHECK(torch::allclose(fused, ref, tol, tol));
+      auto w = torch::linspace(0.5, 1.5, ref.numel(), o).reshape(ref.sizes());
+      auto g = torch::autograd::grad({(fused * w).sum()}, {x, v});
+      auto r = torch::autograd::grad({(ref * w).sum()}, {x, v});
+      for (size_t i = 0; i < 2; ++i) {
+        CHECK(g[i].sizes() == r[i].sizes());
+        CHECK(torch::allclose(g[i], r[i], tol, tol));
+      }
+      // Without gradients (evaluation), the same values.
+      torch::NoGradGuard no_grad;
+      CHECK(torch::allclose(Bernoulli(Logits{x}).log_prob(v), ref, tol, tol));
+    }
+  }
+  // Integer and boolean values are read as the logits' dtype.
+  auto x = torch::tensor({-3.0, 0.5, 4.0}, torch::kDouble);
+  CHECK(torch::allclose(Bernoulli(Logits{x}).log_prob(torch::tensor({0, 1, 1})),
+                        Bernoulli(Logits{x}).log_prob(torch::tensor({0.0, 1.0, 1.0}, torch::kDouble)), 0, 0));
+}
+
 TEST_CASE("all_satisfied agrees with check().all() on small tensors, at the bounds and on NaN and inf") {
   const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<constraints::ConstraintPtr> cs = {constraints::real(), constraints::positive(), constraints::nonnegative(),
