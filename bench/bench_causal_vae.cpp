@@ -1,8 +1,11 @@
 // SVI on the causal VAE with Ember versus the strongest hand-written LibTorch loop of the same
 // mathematics (same networks and initialisation, same single-sample ELBO, same data order;
 // logits straight into binary_cross_entropy_with_logits, torch::optim::Adam), both run by
-// this one invocation. Each variant runs in its own child process
-// (this binary re-executed) so that its peak memory can be measured apart.
+// this one invocation. A third variant is the same hand-written loop given Ember's two
+// kernels (its Bernoulli(logits) log-density and one-pass Adam): Ember's ratio to it is the
+// cost of the PPL itself (handlers, traces, validation, the label sites), apart from what the
+// kernels win over stock LibTorch. Each variant runs in its own child process (this binary
+// re-executed) so that its peak memory can be measured apart.
 //
 //   bench_causal_vae [--epochs 2] [--batch-size 256] [--b1-steps 300] [--threads N] [--repeats R]
 //                    [--out FILE.json]
@@ -12,6 +15,7 @@
 //
 // Prints and writes: seconds per epoch at the batch size, seconds per step at batch 1,
 // peak RSS, the test loss (average negative ELBO per image) of each, and their ratios.
+#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
@@ -28,7 +32,9 @@
 #include <optional>
 
 #include "examples/causal_vae/causal_vae.h"
+#include "distributions/bernoulli.h"
 #include "inference/elbo.h"
+#include "inference/fused_adam.h"
 #include "inference/svi.h"
 
 using namespace ember;
@@ -60,7 +66,7 @@ double cpu_seconds() {
 // binary_cross_entropy_with_logits (no sigmoid, no clamp), the Gaussian terms written in the
 // noise eps (log sqrt(2 pi) cancels between log p(z) and log q(z)), the labels' log-priors a
 // constant, and the data already float (as every batch of the data set is).
-torch::Tensor handwritten_loss(CausalVAE& vae, const causal_vae::Batch& b) {
+torch::Tensor handwritten_loss(CausalVAE& vae, const causal_vae::Batch& b, bool ember_kernels) {
   auto& enc = vae.encoder();
   auto& dec = vae.decoder();
   auto style = vae.encode_style(b.is_handwritten);
@@ -68,12 +74,44 @@ torch::Tensor handwritten_loss(CausalVAE& vae, const causal_vae::Batch& b) {
   auto eps = torch::randn_like(loc);
   auto z = loc + scale * eps;
   auto logits = dec->logits(z, b.digit, style);
-  auto nll_x = torch::binary_cross_entropy_with_logits(logits, b.image, {}, {}, at::Reduction::Sum);
+  // With Ember's kernels: its one-node Bernoulli(logits) log-density in place of LibTorch's BCE.
+  auto nll_x = ember_kernels ? -dist::Bernoulli(dist::Logits{logits}, /*validate_args=*/false).log_prob(b.image).sum()
+                             : torch::binary_cross_entropy_with_logits(logits, b.image, {}, {}, at::Reduction::Sum);
   const double log_labels = static_cast<double>(b.image.size(0)) * (std::log(0.1) + std::log(0.5));
   // -log p(z) + log q(z) = 0.5 z^2 - 0.5 eps^2 - log scale
   auto kl_term = (0.5 * (z * z - eps * eps) - scale.log()).sum();
   return nll_x + kl_term - log_labels;
 }
+
+// Adam over a list of tensors through Ember's one-pass update (inference/fused_adam.h), with
+// the moments and step count kept here: the hand-written loop given Ember's optimiser kernel.
+struct HandFusedAdam {
+  std::vector<torch::Tensor> params, exp_avg, exp_avg_sq;
+  int64_t t = 0;
+  double lr;
+  HandFusedAdam(std::vector<torch::Tensor> ps, double lr_) : params(std::move(ps)), lr(lr_) {
+    for (auto& p : params) {
+      exp_avg.push_back(torch::zeros_like(p));
+      exp_avg_sq.push_back(torch::zeros_like(p));
+    }
+  }
+  void step() {
+    ++t;
+    infer::kernels::AdamStepScalars sc;
+    sc.lr = lr;
+    sc.bias_correction1 = 1 - std::pow(sc.beta1, static_cast<double>(t));
+    sc.bias_correction2 = 1 - std::pow(sc.beta2, static_cast<double>(t));
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto& p = params[i];
+      if (!p.grad().defined()) continue;
+      float *pp = p.data_ptr<float>(), *gp = p.mutable_grad().data_ptr<float>(), *mp = exp_avg[i].data_ptr<float>(),
+            *vp = exp_avg_sq[i].data_ptr<float>();
+      at::parallel_for(0, p.numel(), at::internal::GRAIN_SIZE, [&](int64_t b, int64_t e) {
+        infer::kernels::adam_update(pp + b, gp + b, mp + b, vp + b, nullptr, e - b, sc, /*zero_gradient=*/true);
+      });
+    }
+  }
+};
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -155,18 +193,25 @@ nlohmann::json run_variant(const std::string& variant, const Settings& s) {
   for (auto& p : vae.decoder()->parameters()) params.push_back(p);
   torch::optim::Adam adam(params, torch::optim::AdamOptions(s.lr));
 
+  HandFusedAdam fused_adam(params, s.lr);
+  const bool kernels = variant == "kernels";
   auto step = [&](const causal_vae::Batch& b) -> double {
     if (variant == "ember") return svi.step(b);
-    auto loss = handwritten_loss(vae, b);
-    adam.zero_grad();
-    loss.backward();
-    adam.step();
+    auto loss = handwritten_loss(vae, b, kernels);
+    if (kernels) {
+      loss.backward();
+      fused_adam.step();  // zeroes the gradients in its pass
+    } else {
+      adam.zero_grad();
+      loss.backward();
+      adam.step();
+    }
     return loss.item<double>();
   };
   auto eval = [&](const causal_vae::Batch& b) -> double {
     if (variant == "ember") return svi.evaluate_loss(b);
     torch::NoGradGuard no_grad;
-    return handwritten_loss(vae, b).item<double>();
+    return handwritten_loss(vae, b, kernels).item<double>();
   };
 
   double train_loss = 0;
@@ -289,7 +334,7 @@ int main(int argc, char** argv) {
   app.add_flag("--count-ops", s.count_ops, "with --variant: print the operator calls of one batch-1 step to stderr");
   app.add_flag("--profile-ops", s.profile_ops,
                "with --variant: print the time of each top-level operator over 20 steps at --batch-size to stderr");
-  app.add_option("--variant", variant, "internal: run one variant and print its JSON")->check(CLI::IsMember({"ember", "torch"}));
+  app.add_option("--variant", variant, "internal: run one variant and print its JSON")->check(CLI::IsMember({"ember", "torch", "kernels"}));
   CLI11_PARSE(app, argc, argv);
   if (!variant.empty()) {
     std::cout << run_variant(variant, s).dump() << std::endl;
@@ -298,10 +343,11 @@ int main(int argc, char** argv) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   // Alternate the variants `repeats` times (load drifts on a shared machine) and keep, per
   // variant, the run with the median epoch time.
-  std::vector<nlohmann::json> torch_runs, ember_runs;
+  std::vector<nlohmann::json> torch_runs, ember_runs, kernel_runs;
   for (int64_t r = 0; r < repeats; ++r) {
     torch_runs.push_back(spawn_variant(self, "torch", s));
     ember_runs.push_back(spawn_variant(self, "ember", s));
+    kernel_runs.push_back(spawn_variant(self, "kernels", s));
   }
   auto median_run = [](std::vector<nlohmann::json> runs) {
     std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
@@ -320,26 +366,34 @@ int main(int argc, char** argv) {
     m["cpu_seconds_per_epoch"] = median(epoch_cpu);
     return m;
   };
-  auto torch_run = median_run(torch_runs), ember_run = median_run(ember_runs);
+  auto torch_run = median_run(torch_runs), ember_run = median_run(ember_runs), kernel_run = median_run(kernel_runs);
   auto ratio = [&](const char* key) { return ember_run[key].get<double>() / torch_run[key].get<double>(); };
+  auto kernel_ratio = [&](const char* key) { return ember_run[key].get<double>() / kernel_run[key].get<double>(); };
   nlohmann::json result = {
       {"settings",
        {{"epochs", s.epochs}, {"batch_size", s.batch_size}, {"b1_steps", s.b1_steps}, {"seed", s.seed},
         {"threads", s.threads}, {"repeats", repeats}}},
       {"baseline", "hand-written LibTorch: decoder logits straight into binary_cross_entropy_with_logits, torch::optim::Adam"},
+      {"baseline_with_ember_kernels",
+       "the same hand-written loop with Ember's Bernoulli(logits) log-density and one-pass Adam in place of LibTorch's "
+       "binary_cross_entropy_with_logits and torch::optim::Adam: the ratio to it is the cost of the PPL itself"},
       {"ember", ember_run},
       {"handwritten_libtorch", torch_run},
+      {"handwritten_with_ember_kernels", kernel_run},
       {"ratio_epoch_time", ratio("seconds_per_epoch")},
       {"ratio_step_time_batch1", ratio("seconds_per_step_batch1")},
       {"ratio_epoch_cpu_time", ratio("cpu_seconds_per_epoch")},
       {"ratio_step_cpu_time_batch1", ratio("cpu_seconds_per_step_batch1")},
+      {"ratio_to_same_kernels_epoch_time", kernel_ratio("seconds_per_epoch")},
+      {"ratio_to_same_kernels_step_time_batch1", kernel_ratio("seconds_per_step_batch1")},
       {"load_average", load_average()},
       {"ratio_peak_memory", ratio("peak_rss_mib")},
       {"test_loss_relative_difference", ratio("test_loss") - 1.0}};
-  std::printf("%-28s %12s %12s %8s\n", "", "Ember", "LibTorch", "ratio");
+  std::printf("%-28s %12s %12s %8s %16s %8s\n", "", "Ember", "LibTorch", "ratio", "LibTorch+kernels", "ratio");
   for (const char* k : {"seconds_per_epoch", "cpu_seconds_per_epoch", "seconds_per_step_batch1", "cpu_seconds_per_step_batch1",
                         "peak_rss_mib", "test_loss"})
-    std::printf("%-28s %12.5g %12.5g %8.3f\n", k, ember_run[k].get<double>(), torch_run[k].get<double>(), ratio(k));
+    std::printf("%-28s %12.5g %12.5g %8.3f %16.5g %8.3f\n", k, ember_run[k].get<double>(), torch_run[k].get<double>(),
+                ratio(k), kernel_run[k].get<double>(), kernel_ratio(k));
   std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty() ? "." : std::filesystem::path(out).parent_path());
   write_file_atomic(out, result.dump(2) + "\n");
   std::cout << "wrote " << out << "\n";
