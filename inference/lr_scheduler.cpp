@@ -7,8 +7,53 @@
 
 namespace ember::infer {
 
-LRScheduler::LRScheduler(OptimizerPtr optimizer) : optimizer_(std::move(optimizer)) {
+// The per-param schedules as the optimiser's attached checkpoint state.
+struct LRScheduler::Book : Optimizer::AttachedState {
+  std::string kind;
+  std::map<std::string, Schedule> schedules;
+
+  nlohmann::json save() const override {
+    nlohmann::json out = {{"scheduler", kind}, {"schedules", nlohmann::json::object()}};
+    for (const auto& [param, s] : schedules)
+      out["schedules"][param] = {{"epoch", s.epoch},
+                                 {"seen_steps", s.seen_steps},
+                                 {"best", s.best ? nlohmann::json(*s.best) : nlohmann::json()},
+                                 {"num_bad_epochs", s.num_bad_epochs},
+                                 {"cooldown_counter", s.cooldown_counter}};
+    return out;
+  }
+  static std::map<std::string, Schedule> parse(const nlohmann::json& saved) {
+    std::map<std::string, Schedule> out;
+    for (const auto& [param, j] : saved.at("schedules").items()) {
+      Schedule s;
+      s.epoch = j.at("epoch").get<int64_t>();
+      s.seen_steps = j.at("seen_steps").get<int64_t>();
+      if (!j.at("best").is_null()) s.best = j.at("best").get<double>();
+      s.num_bad_epochs = j.at("num_bad_epochs").get<int64_t>();
+      s.cooldown_counter = j.at("cooldown_counter").get<int64_t>();
+      out.emplace(param, s);
+    }
+    return out;
+  }
+  void check(const nlohmann::json& saved, const std::string& source) const override {
+    const std::string saved_kind = saved.value("scheduler", std::string());
+    if (saved_kind != kind)
+      throw ValueError(cat("'", source, "': the learning-rate schedule was saved by ", saved_kind, " but this optimiser is scheduled by ",
+                           kind));
+    try {
+      parse(saved);
+    } catch (const nlohmann::json::exception& e) {
+      throw IOError(cat("'", source, "': the ", kind, " schedule is malformed: ", e.what()));
+    }
+  }
+  void load(const nlohmann::json& saved) override { schedules = parse(saved); }
+};
+
+LRScheduler::LRScheduler(OptimizerPtr optimizer, std::string kind)
+    : optimizer_(std::move(optimizer)), book_(std::make_shared<Book>()) {
   if (!optimizer_) throw ValueError("learning-rate scheduler: the optimiser is null");
+  book_->kind = std::move(kind);
+  optimizer_->attach_state("lr_scheduler", book_);
 }
 
 void LRScheduler::step() { advance(std::nullopt); }
@@ -18,17 +63,18 @@ void LRScheduler::step(double) {
 }
 
 int64_t LRScheduler::epoch(const std::string& param) const {
-  auto it = schedules_.find(param);
-  return it == schedules_.end() ? 0 : it->second.epoch;
+  auto it = book_->schedules.find(param);
+  return it == book_->schedules.end() ? 0 : it->second.epoch;
 }
 
 void LRScheduler::advance(std::optional<double> metric) {
   for (const auto& param : optimizer_->state_names()) {
     const int64_t steps = optimizer_->step_count(param);
-    auto it = schedules_.find(param);
+    auto& schedules = book_->schedules;
+    auto it = schedules.find(param);
     // A state whose step count went down was re-created for a new tensor (the store was
     // cleared or the param replaced): as Pyro's per-tensor optimisers, it starts afresh.
-    if (it == schedules_.end() || steps < it->second.seen_steps) it = schedules_.insert_or_assign(param, Schedule{}).first;
+    if (it == schedules.end() || steps < it->second.seen_steps) it = schedules.insert_or_assign(param, Schedule{}).first;
     Schedule& s = it->second;
     s.seen_steps = steps;
     ++s.epoch;
@@ -38,7 +84,7 @@ void LRScheduler::advance(std::optional<double> metric) {
 
 // ---------------------------------------------------------------- StepLR, ExponentialLR
 
-StepLR::StepLR(OptimizerPtr optimizer, StepLROptions options) : LRScheduler(std::move(optimizer)), o_(options) {
+StepLR::StepLR(OptimizerPtr optimizer, StepLROptions options) : LRScheduler(std::move(optimizer), "StepLR"), o_(options) {
   if (o_.step_size() < 1) throw ValueError(cat("StepLR: step_size must be >= 1, got ", o_.step_size()));
 }
 
@@ -47,14 +93,14 @@ double StepLR::next_lr(double lr, Schedule& s, std::optional<double>) const {
 }
 
 ExponentialLR::ExponentialLR(OptimizerPtr optimizer, ExponentialLROptions options)
-    : LRScheduler(std::move(optimizer)), o_(options) {}
+    : LRScheduler(std::move(optimizer), "ExponentialLR"), o_(options) {}
 
 double ExponentialLR::next_lr(double lr, Schedule&, std::optional<double>) const { return lr * o_.gamma(); }
 
 // ---------------------------------------------------------------- ReduceLROnPlateau
 
 ReduceLROnPlateau::ReduceLROnPlateau(OptimizerPtr optimizer, ReduceLROnPlateauOptions options)
-    : LRScheduler(std::move(optimizer)), o_(options) {
+    : LRScheduler(std::move(optimizer), "ReduceLROnPlateau"), o_(options) {
   if (!(o_.factor() < 1.0)) throw ValueError(cat("ReduceLROnPlateau: factor must be < 1, got ", o_.factor()));
   if (o_.patience() < 0 || o_.cooldown() < 0)
     throw ValueError(cat("ReduceLROnPlateau: patience and cooldown must be >= 0, got ", o_.patience(), " and ", o_.cooldown()));

@@ -20,6 +20,7 @@
 #include <torch/arg.h>
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -66,7 +67,10 @@ struct ReduceLROnPlateauOptions {
 /// Base of the schedulers: owns (shares) the optimiser it schedules.
 class LRScheduler {
  public:
-  explicit LRScheduler(OptimizerPtr optimizer);
+  /// Schedules `optimizer`; `kind` names the scheduler in checkpoints. The per-param
+  /// counters are attached to the optimiser, so that an SVI checkpoint saves them and
+  /// `SVI::load` restores them (a resumed run decays at the same epochs).
+  explicit LRScheduler(OptimizerPtr optimizer, std::string kind = "LRScheduler");
   virtual ~LRScheduler() = default;
 
   /// The scheduled optimiser: give this to SVI.
@@ -95,7 +99,9 @@ class LRScheduler {
 
  private:
   OptimizerPtr optimizer_;
-  std::map<std::string, Schedule> schedules_;
+  /// The schedules, shared with the optimiser's checkpoint state.
+  struct Book;
+  std::shared_ptr<Book> book_;
 };
 
 /// Pyro's `StepLR`.

@@ -147,7 +147,22 @@ std::vector<ArchiveEntry> Optimizer::state_entries() const {
   return out;
 }
 
-nlohmann::json Optimizer::state_meta() const { return {{"algorithm", name()}, {"hyperparameters", hyperparameters()}}; }
+nlohmann::json Optimizer::state_meta() const {
+  nlohmann::json meta = {{"algorithm", name()}, {"hyperparameters", hyperparameters()}};
+  for (const auto& [key, weak] : attached_)
+    if (auto state = weak.lock()) meta["attached"][key] = state->save();
+  return meta;
+}
+
+void Optimizer::attach_state(const std::string& key, const std::shared_ptr<AttachedState>& state) {
+  auto it = attached_.find(key);
+  if (it != attached_.end()) {
+    auto live = it->second.lock();
+    if (live && live != state)
+      throw ValueError(cat(name(), ": '", key, "' is already attached to this optimiser (one learning-rate scheduler per optimiser)"));
+  }
+  attached_[key] = state;
+}
 
 void Optimizer::load_state_entries(const std::vector<ArchiveEntry>& entries, const nlohmann::json& meta,
                                    const std::string& source) {
@@ -169,7 +184,22 @@ void Optimizer::load_state_entries(const std::vector<ArchiveEntry>& entries, con
       throw IOError(cat("'", source, "': optimiser entry '", e.name, "' has malformed metadata: ", ex.what()));
     }
   }
+  // Attached states (a scheduler's counters): a checkpoint without one leaves it as it is.
+  check_state_meta(meta, source);
+  if (auto attached = meta.find("attached"); attached != meta.end())
+    for (const auto& [key, weak] : attached_)
+      if (auto state = weak.lock(); state && attached->contains(key)) state->load(attached->at(key));
   states_ = std::move(loaded);
+}
+
+void Optimizer::check_state_meta(const nlohmann::json& meta, const std::string& source) const {
+  const std::string algo = meta.value("algorithm", std::string());
+  if (algo != name())
+    throw ValueError(cat("'", source, "': the optimiser state was saved by ", algo.empty() ? "an unknown optimiser" : algo,
+                         " but this SVI uses ", name()));
+  if (auto attached = meta.find("attached"); attached != meta.end())
+    for (const auto& [key, weak] : attached_)
+      if (auto state = weak.lock(); state && attached->contains(key)) state->check(attached->at(key), source);
 }
 
 // ---------------------------------------------------------------- update rules (torch.optim's formulas)

@@ -129,8 +129,25 @@ class Optimizer {
   /// Restores a state saved by `state_entries` (states of params not yet seen wait until
   /// they are). `meta` must name the same algorithm; `source` names the file in errors.
   void load_state_entries(const std::vector<ArchiveEntry>& entries, const nlohmann::json& meta, const std::string& source);
+  /// Throws, naming `source`, if `state_meta()`-style `meta` cannot be loaded into this
+  /// optimiser (another algorithm, an attached state that does not fit); changes nothing.
+  void check_state_meta(const nlohmann::json& meta, const std::string& source) const;
   /// Forgets every state.
   void reset() { states_.clear(); }
+
+  /// State kept elsewhere that belongs with this optimiser's in checkpoints: a learning-rate
+  /// scheduler's per-param counters. Saved as JSON in `state_meta()` under its key.
+  struct AttachedState {
+    virtual ~AttachedState() = default;
+    virtual nlohmann::json save() const = 0;
+    /// Throws, naming `source` (the file), if `saved` cannot be restored here.
+    virtual void check(const nlohmann::json& saved, const std::string& source) const = 0;
+    /// Restores what `save` wrote (after `check`).
+    virtual void load(const nlohmann::json& saved) = 0;
+  };
+  /// Saves and restores `state` with this optimiser's state under `key` while `state` lives
+  /// (held weakly). Throws if another live state has the key (two schedulers on one optimiser).
+  void attach_state(const std::string& key, const std::shared_ptr<AttachedState>& state);
 
  protected:
   struct State {
@@ -160,6 +177,7 @@ class Optimizer {
  private:
   void clip_gradient(torch::Tensor& grad) const;
   ClipOptions clip_;
+  std::map<std::string, std::weak_ptr<AttachedState>> attached_;
   std::map<std::string, State> states_;
 };
 

@@ -85,9 +85,7 @@ int64_t load_checkpoint(const std::string& path, Optimizer& optim, CheckpointOpt
   }
   // Check the optimiser first (it throws before anything changes), then params (which check
   // everything before changing anything), then commit the optimiser state.
-  const std::string algo = a.meta.at("optim").value("algorithm", std::string());
-  if (algo != optim.name())
-    throw ValueError(cat("'", path, "': the optimiser state was saved by ", algo, " but this SVI uses ", optim.name()));
+  optim.check_state_meta(a.meta.at("optim"), path);
   get_param_store().load_archive_entries(params, path);
   optim.load_state_entries(states, a.meta.at("optim"), path);
   if (options.rng()) {

@@ -341,6 +341,70 @@ TEST_CASE("a run resumed from a checkpoint continues bit for bit") {
   std::filesystem::remove(path);
 }
 
+TEST_CASE("a run with a learning-rate scheduler resumes with its schedule") {
+  // Six epochs of three steps, the scheduler stepped after each; interrupted after epoch 3
+  // and resumed in fresh objects. StepLR(2) decays after epochs 2, 4 and 6 either way (a
+  // fresh schedule would decay after 5); ReduceLROnPlateau keeps its best value and count.
+  NormalNormal nn;
+  const std::string path = (std::filesystem::temp_directory_path() / "ember_test_svi_resume_sched.ember").string();
+  const std::vector<double> metrics = {1.0, 0.9, 0.95, 0.96, 0.97, 0.8};
+  for (const std::string kind : {"StepLR", "ReduceLROnPlateau"}) {
+    CAPTURE(kind);
+    auto make_scheduler = [&](OptimizerPtr adam) -> std::unique_ptr<LRScheduler> {
+      if (kind == "StepLR") return std::make_unique<StepLR>(adam, StepLROptions(2).gamma(0.5));
+      return std::make_unique<ReduceLROnPlateau>(adam, ReduceLROnPlateauOptions().factor(0.5).patience(1));
+    };
+    auto epoch = [&](auto& svi, LRScheduler& scheduler, int e) {
+      for (int i = 0; i < 3; ++i) svi.step(nn.x);
+      if (kind == "StepLR") scheduler.step();
+      else scheduler.step(metrics[static_cast<size_t>(e)]);
+    };
+    torch::Tensor loc_a;
+    double lr_a = 0;
+    {
+      ParamStore store;
+      ParamStoreScope scope(store);
+      auto s = seed(7);
+      auto scheduler = make_scheduler(std::make_shared<Adam>(AdamOptions().lr(0.1)));
+      SVI svi(nn.model(), param_guide, scheduler->optimizer(), Trace_ELBO());
+      for (int e = 0; e < 3; ++e) epoch(svi, *scheduler, e);
+      svi.save(path);
+      for (int e = 3; e < 6; ++e) epoch(svi, *scheduler, e);
+      loc_a = store.get("q_loc").detach().clone();
+      lr_a = svi.optim().learning_rate("q_loc");
+      CHECK(scheduler->epoch("q_loc") == 6);
+    }
+    {
+      torch::manual_seed(999);
+      ParamStore store;
+      ParamStoreScope scope(store);
+      auto scheduler = make_scheduler(std::make_shared<Adam>(AdamOptions().lr(0.1)));
+      SVI svi(nn.model(), param_guide, scheduler->optimizer(), Trace_ELBO());
+      svi.load(path);
+      CHECK(scheduler->epoch("q_loc") == 3);
+      for (int e = 3; e < 6; ++e) epoch(svi, *scheduler, e);
+      CHECK(scheduler->epoch("q_loc") == 6);
+      CHECK(svi.optim().learning_rate("q_loc") == lr_a);
+      CHECK(torch::equal(store.get("q_loc"), loc_a));
+    }
+  }
+  {
+    // Another scheduler's checkpoint: an error naming both, and nothing loaded.
+    ParamStore store;
+    ParamStoreScope scope(store);
+    ExponentialLR scheduler(std::make_shared<Adam>(AdamOptions().lr(0.1)), ExponentialLROptions(0.9));
+    SVI svi(nn.model(), param_guide, scheduler.optimizer(), Trace_ELBO());
+    CHECK_THROWS_WITH_AS(svi.load(path), doctest::Contains("saved by ReduceLROnPlateau but this optimiser is scheduled by ExponentialLR"),
+                         ValueError);
+    CHECK(store.size() == 0);
+    CHECK(scheduler.epoch("q_loc") == 0);
+    // One scheduler per optimiser.
+    CHECK_THROWS_WITH_AS(StepLR(scheduler.optimizer(), StepLROptions(1)), doctest::Contains("one learning-rate scheduler per optimiser"),
+                         ValueError);
+  }
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("model-guide mismatches and bad shapes and non-finite losses are reported by site name") {
   ParamStore store;
   ParamStoreScope scope(store);
