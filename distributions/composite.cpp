@@ -209,7 +209,7 @@ RelaxedBernoulli::RelaxedBernoulli(TensorArg t, TensorArg probs_, std::optional<
   probs = ts[0];
   temperature = ts[1];
   logits = probs_to_logits_binary(probs);
-  init(to_shape(probs.sizes()), {}, validate);
+  init(to_shape(probs.sizes()), {}, validate, {"logits"});
 }
 
 RelaxedBernoulli::RelaxedBernoulli(TensorArg t, Logits logits_, std::optional<bool> validate) {
@@ -217,7 +217,7 @@ RelaxedBernoulli::RelaxedBernoulli(TensorArg t, Logits logits_, std::optional<bo
   logits = ts[0];
   temperature = ts[1];
   probs = torch::sigmoid(logits);
-  init(to_shape(logits.sizes()), {}, validate);
+  init(to_shape(logits.sizes()), {}, validate, {"probs"});
 }
 
 torch::Tensor RelaxedBernoulli::rsample(const Shape& sample_shape) const {
@@ -249,7 +249,7 @@ RelaxedOneHotCategorical::RelaxedOneHotCategorical(TensorArg t, torch::Tensor pr
   probs = probs_.is_floating_point() ? probs_ : probs_.to(torch::get_default_dtype());
   probs = probs / probs.sum(-1, true);
   logits = probs_to_logits(probs);
-  setup(t, validate);
+  setup(t, validate, "logits");
 }
 
 RelaxedOneHotCategorical::RelaxedOneHotCategorical(TensorArg t, Logits logits_, std::optional<bool> validate) {
@@ -258,10 +258,10 @@ RelaxedOneHotCategorical::RelaxedOneHotCategorical(TensorArg t, Logits logits_, 
   auto l = logits_.value.tensor();
   logits = normalize_logits(l.is_floating_point() ? l : l.to(torch::get_default_dtype()));
   probs = logits.exp();
-  setup(t, validate);
+  setup(t, validate, "probs");
 }
 
-void RelaxedOneHotCategorical::setup(TensorArg t, std::optional<bool> validate) {
+void RelaxedOneHotCategorical::setup(TensorArg t, std::optional<bool> validate, std::string_view derived) {
   temperature = t.as_tensor(logits.options());
   if (!temperature.is_floating_point()) temperature = temperature.to(logits.dtype());
   Shape batch = broadcast_shapes(to_shape(temperature.sizes()), Shape(logits.sizes().begin(), logits.sizes().end() - 1),
@@ -270,7 +270,7 @@ void RelaxedOneHotCategorical::setup(TensorArg t, std::optional<bool> validate) 
   temperature = temperature.expand(batch);
   logits = logits.expand(concat(batch, {k}));
   probs = probs.expand(concat(batch, {k}));
-  init(batch, {k}, validate);
+  init(batch, {k}, validate, {derived});
 }
 
 torch::Tensor RelaxedOneHotCategorical::rsample(const Shape& sample_shape) const {

@@ -565,7 +565,7 @@ ContinuousBernoulli::ContinuousBernoulli(TensorArg probs_, std::optional<bool> v
     : lims_(lims) {
   probs = broadcast_all({probs_})[0];
   // Validate before clamping: the clamped probs would always pass.
-  init(shape_of(probs), {}, validate);
+  init(shape_of(probs), {}, validate, {"logits"});
   probs = clamp_probs(probs);
   logits = probs.log() - (-probs).log1p();
 }
@@ -574,7 +574,7 @@ ContinuousBernoulli::ContinuousBernoulli(Logits logits_, std::optional<bool> val
     : lims_(lims) {
   logits = broadcast_all({logits_.value})[0];
   probs = clamp_probs(torch::sigmoid(logits));
-  init(shape_of(logits), {}, validate);
+  init(shape_of(logits), {}, validate, {"probs"});
 }
 
 torch::Tensor ContinuousBernoulli::outside_unstable_region() const {

@@ -23,7 +23,7 @@ NegativeBinomial::NegativeBinomial(TensorArg n, TensorArg probs_, std::optional<
   probs = ts[0];
   total_count = ts[1];
   logits = probs_to_logits_binary(probs);
-  init(shape_of(probs), {}, validate);
+  init(shape_of(probs), {}, validate, {"logits"});
   check_arg("probs", probs < 1, probs, "less than 1 (torch's half-open interval [0, 1))");
 }
 
@@ -32,7 +32,7 @@ NegativeBinomial::NegativeBinomial(TensorArg n, Logits logits_, std::optional<bo
   logits = ts[0];
   total_count = ts[1];
   probs = torch::sigmoid(logits);
-  init(shape_of(logits), {}, validate);
+  init(shape_of(logits), {}, validate, {"probs"});
 }
 
 torch::Tensor NegativeBinomial::sample(const Shape& sample_shape) const {

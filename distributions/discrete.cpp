@@ -94,13 +94,13 @@ struct BernoulliLogitsLogProbFn : torch::autograd::Function<BernoulliLogitsLogPr
 Bernoulli::Bernoulli(TensorArg probs_, std::optional<bool> validate) {
   probs = broadcast_all({probs_})[0];
   logits = probs_to_logits_binary(probs);
-  init(shape_of(probs), {}, validate);
+  init(shape_of(probs), {}, validate, {"logits"});
 }
 
 Bernoulli::Bernoulli(Logits logits_, std::optional<bool> validate) {
   logits = broadcast_all({logits_.value})[0];
   probs = torch::sigmoid(logits);
-  init(shape_of(logits), {}, validate);
+  init(shape_of(logits), {}, validate, {"probs"});
 }
 
 ConstraintPtr Bernoulli::arg_constraint(std::string_view p) {
@@ -139,7 +139,7 @@ Categorical::Categorical(torch::Tensor probs_, std::optional<bool> validate) {
   probs = as_float(probs_);
   probs = probs / probs.sum(-1, true);
   logits = probs_to_logits(probs);
-  init(all_but_last(probs), {}, validate);
+  init(all_but_last(probs), {}, validate, {"logits"});
 }
 
 Categorical::Categorical(Logits logits_, std::optional<bool> validate) {
@@ -148,7 +148,7 @@ Categorical::Categorical(Logits logits_, std::optional<bool> validate) {
   check_vector_param("Categorical", "logits", logits_.value.tensor());
   logits = normalize_logits(as_float(logits_.value.tensor()));
   probs = logits.exp();
-  init(all_but_last(logits), {}, validate);
+  init(all_but_last(logits), {}, validate, {"probs"});
 }
 
 torch::Tensor Categorical::sample(const Shape& sample_shape) const {
@@ -176,7 +176,7 @@ OneHotCategorical::OneHotCategorical(torch::Tensor probs_, std::optional<bool> v
   probs = as_float(probs_);
   probs = probs / probs.sum(-1, true);
   logits = probs_to_logits(probs);
-  init(all_but_last(probs), {probs.size(-1)}, validate);
+  init(all_but_last(probs), {probs.size(-1)}, validate, {"logits"});
 }
 
 OneHotCategorical::OneHotCategorical(Logits logits_, std::optional<bool> validate) {
@@ -185,7 +185,7 @@ OneHotCategorical::OneHotCategorical(Logits logits_, std::optional<bool> validat
   check_vector_param("OneHotCategorical", "logits", logits_.value.tensor());
   logits = normalize_logits(as_float(logits_.value.tensor()));
   probs = logits.exp();
-  init(all_but_last(logits), {logits.size(-1)}, validate);
+  init(all_but_last(logits), {logits.size(-1)}, validate, {"probs"});
 }
 
 torch::Tensor OneHotCategorical::sample(const Shape& sample_shape) const {
@@ -230,7 +230,7 @@ Binomial::Binomial(TensorArg n, TensorArg probs_, std::optional<bool> validate) 
   probs = ts[0];
   total_count = ts[1];
   logits = probs_to_logits_binary(probs);
-  init(shape_of(probs), {}, validate);
+  init(shape_of(probs), {}, validate, {"logits"});
 }
 
 Binomial::Binomial(TensorArg n, Logits logits_, std::optional<bool> validate) {
@@ -238,7 +238,7 @@ Binomial::Binomial(TensorArg n, Logits logits_, std::optional<bool> validate) {
   logits = ts[0];
   total_count = ts[1];
   probs = torch::sigmoid(logits);
-  init(shape_of(logits), {}, validate);
+  init(shape_of(logits), {}, validate, {"probs"});
 }
 
 torch::Tensor Binomial::sample(const Shape& sample_shape) const {
@@ -282,14 +282,14 @@ torch::Tensor Binomial::enumerate_support(bool expand) const {
 Geometric::Geometric(TensorArg probs_, std::optional<bool> validate) {
   probs = broadcast_all({probs_})[0];
   logits = probs_to_logits_binary(probs);
-  init(shape_of(probs), {}, validate);
+  init(shape_of(probs), {}, validate, {"logits"});
   check_arg("probs", probs > 0, probs, "positive");
 }
 
 Geometric::Geometric(Logits logits_, std::optional<bool> validate) {
   logits = broadcast_all({logits_.value})[0];
   probs = torch::sigmoid(logits);
-  init(shape_of(logits), {}, validate);
+  init(shape_of(logits), {}, validate, {"probs"});
 }
 
 torch::Tensor Geometric::sample(const Shape& sample_shape) const {
@@ -324,7 +324,7 @@ Multinomial::Multinomial(int64_t n, torch::Tensor probs_, std::optional<bool> va
   probs = as_float(probs_);
   probs = probs / probs.sum(-1, true);
   logits = probs_to_logits(probs);
-  init(all_but_last(probs), {probs.size(-1)}, validate);
+  init(all_but_last(probs), {probs.size(-1)}, validate, {"logits"});
 }
 
 Multinomial::Multinomial(int64_t n, Logits logits_, std::optional<bool> validate) : total_count_(n) {
@@ -334,7 +334,7 @@ Multinomial::Multinomial(int64_t n, Logits logits_, std::optional<bool> validate
   check_vector_param("Multinomial", "logits", logits_.value.tensor());
   logits = normalize_logits(as_float(logits_.value.tensor()));
   probs = logits.exp();
-  init(all_but_last(logits), {logits.size(-1)}, validate);
+  init(all_but_last(logits), {logits.size(-1)}, validate, {"probs"});
 }
 
 torch::Tensor Multinomial::sample(const Shape& sample_shape) const {

@@ -80,12 +80,16 @@ class DistributionMixin : public Distribution {
 
  protected:
   /// Records shapes, then checks every parameter against `Derived::arg_constraint` when
-  /// validation is on. Call at the end of each constructor.
-  void init(Shape batch, Shape event, std::optional<bool> validate) {
+  /// validation is on, except the `derived` ones (as torch, which checks only the parameters
+  /// it was given: probabilities computed from logits may leave the simplex by a rounding
+  /// error). Call at the end of each constructor.
+  void init(Shape batch, Shape event, std::optional<bool> validate, std::initializer_list<std::string_view> derived = {}) {
     validate_args_ = validate;
     set_shapes(std::move(batch), std::move(event));
     if (!validate_args()) return;
     for_each_tensor(const_cast<Derived&>(self()), [&](const char* key, torch::Tensor& t) {
+      for (auto d : derived)
+        if (d == key) return;
       auto c = Derived::arg_constraint(key);
       if (!c) return;
       if (constraints::all_satisfied(*c, t)) return;

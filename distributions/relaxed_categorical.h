@@ -29,7 +29,7 @@ class RelaxedOneHotCategorical : public DistributionMixin<RelaxedOneHotCategoric
   ConstraintPtr support() const override { return constraints::simplex(); }
 
  private:
-  void setup(TensorArg temperature, std::optional<bool> validate);
+  void setup(TensorArg temperature, std::optional<bool> validate, std::string_view derived);
 };
 
 }  // namespace ember::dist

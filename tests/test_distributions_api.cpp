@@ -236,6 +236,25 @@ TEST_CASE("validation: every bad parameter raises ValueError naming the distribu
   CHECK_NOTHROW(Categorical(T({0.5, -0.5, 1.0})));
 }
 
+TEST_CASE("validation: parameters derived from the given ones are not validated (as torch)") {
+  ValidationGuard guard;
+  enable_validation(true);
+  // Confident float32 logits: exp(logits - logsumexp) sums to 1 - 7.6e-6, outside the
+  // float32 simplex tolerance (10 x eps); the logits themselves are valid.
+  auto logits = torch::tensor({131.3685302734375, 156.03561401367188, 28.749568939208984, -60.590423583984375,
+                               -7.311622142791748, 147.38763427734375, 104.5864486694336, 15.845682144165039,
+                               -50.655517578125, 67.07955932617188}, torch::kFloat);
+  REQUIRE(!constraints::all_satisfied(*constraints::simplex(), (logits - logits.logsumexp(-1, true)).exp()));
+  CHECK_NOTHROW(OneHotCategorical(Logits{logits}));
+  CHECK_NOTHROW(Categorical(Logits{logits}));
+  CHECK_NOTHROW(RelaxedOneHotCategorical(0.5, Logits{logits}));
+  // Given parameters are still checked.
+  check_throws<ValueError>([&] { OneHotCategorical(T({-0.1, 1.1})); }, {"OneHotCategorical", "probs", "simplex"}, "given probs");
+  check_throws<ValueError>([&] { Bernoulli(T({1.5})); }, {"Bernoulli", "probs"}, "given probs");
+  auto nan = std::numeric_limits<double>::quiet_NaN();
+  check_throws<ValueError>([&] { Bernoulli(Logits{T({nan})}); }, {"Bernoulli", "logits"}, "given logits");
+}
+
 TEST_CASE("validation: the per-distribution flag overrides the global switch") {
   ValidationGuard guard;
   enable_validation(false);
