@@ -5,6 +5,7 @@
 // See docs/section-5-3.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -39,6 +40,14 @@ struct StudyOptions {
   double noise = 0.05;
   int64_t threads = 1;
   int64_t train_limit = 0, test_limit = 0;  // 0: every image of the split
+  // Tuning without the test set: hold this many training images out and report accuracy on
+  // them instead of the test split (0: report test accuracy).
+  int64_t validation = 0;
+  int64_t eval_every = 0;
+  std::string schedule = "joint";
+  bool handwritten_only = false;  // a diagnostic: only the MNIST images (no typed digits)  // also print (and record) accuracy every this many steps
+  std::vector<std::string> tasks = {"anti-causal", "causal"};
+  std::vector<std::string> methods = {"M2", "labels-only"};
 };
 
 // Pyro's SS-VAE tutorial on MNIST (50k unlabelled), for the table.
@@ -170,6 +179,13 @@ int run(const StudyOptions& o) {
   data::DigitDataset ds(table, data::DatasetOptions().seed(o.seed));
   auto take = [&](data::Split split, int64_t limit) {
     auto rows = ds.rows(split);
+    if (o.handwritten_only) {
+      auto all = ds.gather(torch::tensor(rows, torch::kLong));
+      std::vector<int64_t> kept;
+      for (size_t i = 0; i < rows.size(); ++i)
+        if (all.handwritten[static_cast<int64_t>(i)].item<float>() > 0.5f) kept.push_back(rows[i]);
+      rows = kept;
+    }
     if (limit > 0 && limit < static_cast<int64_t>(rows.size())) {
       data::shuffle_rows(rows, o.seed, 77);
       rows.resize(static_cast<size_t>(limit));
@@ -178,12 +194,29 @@ int run(const StudyOptions& o) {
   };
   auto train_batch = take(data::Split::Train, o.train_limit);
   auto test_batch = take(data::Split::Test, o.test_limit);
-  const auto describe = cat("Images: the bundled MNIST + typed digits, stratified split (seed ", o.seed, "): ",
-                            train_batch.size(), " training images (labelled subset + unlabelled pool) and ", test_batch.size(),
-                            " held-out test images", o.quick ? " (--quick: reduced)" : "", ".");
+  // The teacher is calibrated on the whole training split, so --validation does not change it.
+  Teacher teacher(o.teacher_seed, o.noise, train_batch.images);
+  if (o.validation > 0) {
+    if (o.validation >= train_batch.size())
+      throw ValueError(cat("--validation ", o.validation, " must be below the ", train_batch.size(), " training images"));
+    std::vector<int64_t> order(static_cast<size_t>(train_batch.size()));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    data::shuffle_rows(order, o.seed, 91);
+    auto held = torch::tensor(std::vector<int64_t>(order.end() - o.validation, order.end()), torch::kLong);
+    auto kept = torch::tensor(std::vector<int64_t>(order.begin(), order.end() - o.validation), torch::kLong);
+    auto part = [](const data::Batch& b, const torch::Tensor& rows) {
+      return data::Batch{b.images.index_select(0, rows), b.labels.index_select(0, rows), b.handwritten.index_select(0, rows)};
+    };
+    test_batch = part(train_batch, held);
+    train_batch = part(train_batch, kept);
+  }
+  const auto describe =
+      cat("Images: the bundled ", o.handwritten_only ? "MNIST digits only (--handwritten-only)" : "MNIST + typed digits", ", stratified split (seed ", o.seed, "): ", train_batch.size(),
+          " training images (labelled subset + unlabelled pool) and ", test_batch.size(),
+          o.validation > 0 ? " validation images held out of the training split (the test split is not used)" : " held-out test images",
+          o.quick ? " (--quick: reduced)" : "", ".");
   std::cout << describe << std::endl;
 
-  Teacher teacher(o.teacher_seed, o.noise, train_batch.images);
   auto causal_train = teacher.labels(train_batch.images), causal_test = teacher.labels(test_batch.images);
   const double agreement = causal_train.eq(train_batch.labels).to(torch::kDouble).mean().item<double>();
   auto counts = torch::bincount(causal_train, {}, kClasses);
@@ -193,7 +226,7 @@ int run(const StudyOptions& o) {
   results["config"] = {{"budgets", o.budgets}, {"draws", o.draws}, {"steps", o.steps}, {"unlabelled_batch", o.unlabelled_batch},
                        {"labelled_batch", o.labelled_batch}, {"lr", o.lr}, {"alpha", o.alpha}, {"z_dim", o.z_dim},
                        {"hidden_dim", o.hidden_dim}, {"seed", o.seed}, {"quick", o.quick}, {"threads", o.threads},
-                       {"first_draw", o.first_draw}};
+                       {"first_draw", o.first_draw}, {"validation", o.validation}, {"schedule", o.schedule}, {"tasks", o.tasks}, {"methods", o.methods}};
   results["data"] = {{"description", describe}, {"train", train_batch.size()}, {"test", test_batch.size()}};
   results["teacher"] = {{"seed", o.teacher_seed},
                         {"noise", o.noise},
@@ -205,7 +238,7 @@ int run(const StudyOptions& o) {
 
   M2Options m2;
   m2.z_dim(o.z_dim).hidden_dim(o.hidden_dim).aux_weight(o.alpha);
-  const int64_t total_runs = 2 * static_cast<int64_t>(o.budgets.size()) * (o.draws - o.first_draw) * 2;
+  const int64_t total_runs = static_cast<int64_t>(o.tasks.size() * o.budgets.size() * o.methods.size()) * (o.draws - o.first_draw);
   viz::ProgressBar bar(viz::ProgressOptions().epochs(total_runs).steps_per_epoch(o.steps).label("study 1").every_percent(25));
   int64_t run_index = 0;
   // Draws outermost: should a run be cut short, every (task, method, budget) cell has the
@@ -213,11 +246,15 @@ int run(const StudyOptions& o) {
   for (int64_t draw = o.first_draw; draw < o.draws; ++draw) {
     for (int64_t budget : o.budgets) {
       for (Task task : {Task::anti_causal, Task::causal}) {
+        if (std::find(o.tasks.begin(), o.tasks.end(), to_string(task)) == o.tasks.end()) continue;
         const auto& train_labels = task == Task::anti_causal ? train_batch.labels : causal_train;
         const auto& test_labels = task == Task::anti_causal ? test_batch.labels : causal_test;
         auto data = draw_labelled_subset(train_batch.images, train_labels, budget,
                                          o.seed * 1000003 + static_cast<uint64_t>(budget) * 101 + static_cast<uint64_t>(draw));
         for (Method method : {Method::m2, Method::labels_only}) {
+          if (std::find(o.methods.begin(), o.methods.end(), to_string(method)) == o.methods.end()) continue;
+          const std::string key = to_string(task) + "/" + to_string(method) + "/" + std::to_string(budget);
+          nlohmann::json curve = nlohmann::json::array();
           const auto t0 = std::chrono::steady_clock::now();
           bar.start_epoch(++run_index);
           auto trained = train(method, data, m2,
@@ -226,15 +263,23 @@ int run(const StudyOptions& o) {
                                    .unlabelled_batch(o.unlabelled_batch)
                                    .labelled_batch(o.labelled_batch)
                                    .lr(o.lr)
-                                   .seed(o.seed + 17 * static_cast<uint64_t>(draw) + 1),
-                               [&](int64_t step, double loss) { bar.update(step, loss); });
+                                   .seed(o.seed + 17 * static_cast<uint64_t>(draw) + 1)
+                                   .checkpoint_every(o.eval_every)
+                                   .schedule(schedule_from_string(o.schedule)),
+                               [&](int64_t step, double loss) { bar.update(step, loss); },
+                               [&](int64_t step, M2& model) {
+                                 const double a = accuracy(model, test_batch.images, test_labels);
+                                 curve.push_back({step, a});
+                                 std::cout << "  " << key << " draw " << draw + 1 << " step " << step << ": accuracy " << fixed(a)
+                                           << std::endl;
+                               });
           bar.finish_epoch();
           const double acc = accuracy(trained, test_batch.images, test_labels);
           const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          const std::string key = to_string(task) + "/" + to_string(method) + "/" + std::to_string(budget);
           auto& cell = results["cells"][key];
           cell["accuracy"].push_back(acc);
           cell["seconds"].push_back(seconds);
+          if (!curve.empty()) cell["curves"].push_back(curve);
           auto ci = interval95(cell["accuracy"].get<std::vector<double>>());
           cell["mean"] = ci.mean;
           cell["low"] = ci.low;
@@ -282,6 +327,16 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "LibTorch threads (0: LibTorch's default)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--train-limit", o.train_limit, "use this many training images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--test-limit", o.test_limit, "use this many test images (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--validation", o.validation,
+                 "for tuning: hold this many training images out and report accuracy on them, not on the test split")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--handwritten-only", o.handwritten_only, "a diagnostic: use only the MNIST images of the data set, not the typed digits");
+  app.add_option("--schedule", o.schedule, "M2's steps: joint (labelled + unlabelled in each, scaled) or alternating (Pyro's)")
+      ->check(CLI::IsMember({"joint", "alternating"}))
+      ->capture_default_str();
+  app.add_option("--eval-every", o.eval_every, "also print and record accuracy every this many steps")->check(CLI::NonNegativeNumber);
+  app.add_option("--tasks", o.tasks, "tasks to run")->check(CLI::IsMember({"anti-causal", "causal"}))->capture_default_str();
+  app.add_option("--methods", o.methods, "methods to run")->check(CLI::IsMember({"M2", "labels-only"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (o.quick) {
     // Each unset option takes its quick value.
