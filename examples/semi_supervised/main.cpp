@@ -31,11 +31,11 @@ struct StudyOptions {
   std::string merge;  // a folder whose results (draws first_draw..) complete --out's
   std::vector<int64_t> budgets = {100, 600, 1000, 3000};
   int64_t draws = 3;
-  int64_t steps = 600;
+  int64_t steps = 3000;
   int64_t unlabelled_batch = 64, labelled_batch = 100;
-  double lr = 2e-3;
+  double lr = 4.2e-4;  // Pyro's SS-VAE tutorial
   double alpha = 46;
-  int64_t z_dim = 32, hidden_dim = 200;
+  int64_t z_dim = 50, hidden_dim = 500;  // Pyro's SS-VAE tutorial
   uint64_t seed = 0, teacher_seed = 1;
   double noise = 0.05;
   int64_t threads = 1;
@@ -114,6 +114,25 @@ void write_report(const nlohmann::json& results, const std::string& out) {
          << " s)";
     md << "\n";
   }
+  // Accuracy during training (--eval-every), mean over the draws that recorded it.
+  bool has_curves = false;
+  for (auto it = results["cells"].begin(); it != results["cells"].end(); ++it) has_curves = has_curves || it.value().contains("curves");
+  if (has_curves) {
+    md << "\nTest accuracy during training (mean over draws; recorded only, not used to choose anything):\n\n";
+    for (auto it = results["cells"].begin(); it != results["cells"].end(); ++it) {
+      if (!it.value().contains("curves")) continue;
+      const auto& curves = it.value()["curves"];
+      md << "- `" << it.key() << "`, step: accuracy";
+      for (size_t k = 0; k < curves[0].size(); ++k) {
+        double sum = 0;
+        size_t count = 0;
+        for (const auto& c : curves)
+          if (k < c.size()) sum += c[k][1].get<double>(), ++count;
+        md << (k == 0 ? " " : ", ") << curves[0][k][0].get<int64_t>() << ": " << fixed(sum / static_cast<double>(count));
+      }
+      md << "\n";
+    }
+  }
   md << "\nTeacher (causal task): seed " << results["teacher"]["seed"] << ", label noise " << results["teacher"]["noise"]
      << ", class counts in the training split " << results["teacher"]["train_class_counts"].dump()
      << ", share of teacher labels equal to the digit " << fixed(results["teacher"]["agreement_with_digit"].get<double>()) << ".\n";
@@ -144,7 +163,12 @@ int run(const StudyOptions& o) {
     const auto k = later["config"]["first_draw"].get<size_t>();
     for (auto it = later["cells"].begin(); it != later["cells"].end(); ++it) {
       auto& cell = results["cells"][it.key()];
-      for (const char* field : {"accuracy", "seconds"}) {
+      for (const char* field : {"accuracy", "seconds", "curves"}) {
+        // Accuracy curves (--eval-every) merge only when both processes recorded them.
+        if (std::string(field) == "curves" && (!cell.contains(field) || !it.value().contains(field))) {
+          cell.erase(field);
+          continue;
+        }
         auto kept = cell.contains(field) ? cell[field] : nlohmann::json::array();
         if (kept.size() < k)
           throw ValueError(cat("--merge: '", o.out, "' has only ", kept.size(), " draws of ", it.key(), ", fewer than ", k));
