@@ -79,6 +79,50 @@ TEST_CASE("M2: enumerating y inside the data plate equals the explicit sum over 
   CHECK(loss == doctest::Approx(-expected_elbo).epsilon(1e-10));
 }
 
+TEST_CASE("M2: the enumerated loss's gradient on q(y | x) equals the explicit sum's") {
+  // The loss value alone does not show that q(y | x)'s probabilities are differentiated as
+  // weights of the exact expectation; compare gradients on the classifier's parameters.
+  clear_param_store();
+  torch::manual_seed(5);
+  ss::M2 m2(ss::M2Options().z_dim(3).hidden_dim(8), torch::kCPU, torch::kDouble);
+  const int64_t n = 4;
+  ss::Minibatch b;
+  b.unlabelled = test_images(n, 13);
+  b.unlabelled_index = torch::arange(n);
+  b.unlabelled_total = n;
+  auto model = [&m2](const ss::Minibatch& mb) { m2.model(mb); };
+  auto guide = [&m2](const ss::Minibatch& mb) { m2.training_guide(mb); };
+  infer::TraceEnum_ELBO elbo(infer::ELBOOptions().max_plate_nesting(1));
+  auto params = m2.classifier()->parameters();
+  torch::manual_seed(321);
+  auto surrogate = elbo.differentiable_loss(model, guide, b);
+  auto enumerated = torch::autograd::grad({surrogate}, params);
+  torch::manual_seed(321);
+  auto eps = torch::randn({ss::kClasses, n, 3}, torch::kDouble);
+
+  const auto& x = b.unlabelled;
+  auto log_q = torch::log_softmax(m2.classifier()->forward(x), -1);
+  auto explicit_loss = torch::zeros({}, torch::kDouble);
+  for (int64_t c = 0; c < ss::kClasses; ++c) {
+    auto y = torch::zeros({n, ss::kClasses}, torch::kDouble);
+    y.select(1, c).fill_(1.0);
+    auto [loc, sd] = m2.encoder_z()->forward(x, y);
+    auto z = loc + sd * eps[c];
+    auto p = m2.decoder()->forward(z, y);
+    auto log_px = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1);
+    auto log_pz = (-0.5 * z.pow(2) - 0.5 * std::log(2 * M_PI)).sum(-1);
+    auto log_qz = (-0.5 * ((z - loc) / sd).pow(2) - sd.log() - 0.5 * std::log(2 * M_PI)).sum(-1);
+    auto lq = log_q.select(1, c);
+    explicit_loss = explicit_loss - (lq.exp() * (log_px + std::log(0.1) + log_pz - log_qz - lq)).sum();
+  }
+  auto expected = torch::autograd::grad({explicit_loss}, params);
+  REQUIRE(enumerated.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CHECK(expected[i].abs().max().item<double>() > 1e-6);  // the check compares something
+    CHECK(torch::allclose(enumerated[i], expected[i], 1e-9, 1e-10));
+  }
+}
+
 TEST_CASE("M2: the auxiliary classifier term enters the loss with weight alpha") {
   clear_param_store();
   torch::manual_seed(5);

@@ -5,6 +5,7 @@
 // See docs/section-5-3.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -30,15 +31,23 @@ struct StudyOptions {
   std::string merge;  // a folder whose results (draws first_draw..) complete --out's
   std::vector<int64_t> budgets = {100, 600, 1000, 3000};
   int64_t draws = 3;
-  int64_t steps = 600;
+  int64_t steps = 3000;
   int64_t unlabelled_batch = 64, labelled_batch = 100;
-  double lr = 2e-3;
+  double lr = 4.2e-4;  // Pyro's SS-VAE tutorial
   double alpha = 46;
-  int64_t z_dim = 32, hidden_dim = 200;
+  int64_t z_dim = 50, hidden_dim = 500;  // Pyro's SS-VAE tutorial
   uint64_t seed = 0, teacher_seed = 1;
   double noise = 0.05;
   int64_t threads = 1;
   int64_t train_limit = 0, test_limit = 0;  // 0: every image of the split
+  // Tuning without the test set: hold this many training images out and report accuracy on
+  // them instead of the test split (0: report test accuracy).
+  int64_t validation = 0;
+  int64_t eval_every = 0;
+  std::string schedule = "joint";
+  bool handwritten_only = false;  // a diagnostic: only the MNIST images (no typed digits)  // also print (and record) accuracy every this many steps
+  std::vector<std::string> tasks = {"anti-causal", "causal"};
+  std::vector<std::string> methods = {"M2", "labels-only"};
 };
 
 // Pyro's SS-VAE tutorial on MNIST (50k unlabelled), for the table.
@@ -97,13 +106,60 @@ void write_report(const nlohmann::json& results, const std::string& out) {
   for (auto b : budgets) md << " " << (kPyroReference.count(b) ? fixed(kPyroReference.at(b).first) : "-") << " |";
   md << "\n| anti-causal (Pyro tutorial, MNIST) | labels-only |";
   for (auto b : budgets) md << " " << (kPyroReference.count(b) ? fixed(kPyroReference.at(b).second) : "-") << " |";
-  md << "\n\nPer draw (accuracy, seconds):\n\n";
+  // What unlabelled data adds: M2 minus labels-only on the same labelled subset, draw by draw.
+  md << "\n\nM2 − labels-only in accuracy points, paired by draw (the same labelled subset), mean [95% interval]:\n\n| task |";
+  for (auto b : budgets) md << " " << b << " labels |";
+  md << "\n|---|";
+  for (size_t i = 0; i < budgets.size(); ++i) md << "---|";
+  md << "\n";
+  for (const std::string task : {"anti-causal", "causal"}) {
+    md << "| " << task << " |";
+    for (auto b : budgets) {
+      const std::string m2_key = task + "/M2/" + std::to_string(b), labels_key = task + "/labels-only/" + std::to_string(b);
+      const auto& cells = results["cells"];
+      if (!cells.contains(m2_key) || !cells.contains(labels_key)) {
+        md << " (not run) |";
+        continue;
+      }
+      const auto m2 = cells[m2_key]["accuracy"].get<std::vector<double>>();
+      const auto labels = cells[labels_key]["accuracy"].get<std::vector<double>>();
+      std::vector<double> difference;
+      for (size_t i = 0; i < std::min(m2.size(), labels.size()); ++i) difference.push_back(100 * (m2[i] - labels[i]));
+      if (difference.empty()) {
+        md << " (not run) |";
+        continue;
+      }
+      auto ci = interval95(difference);
+      md << " " << fixed(ci.mean, 1) << " [" << fixed(ci.low, 1) << ", " << fixed(ci.high, 1) << "] |";
+    }
+    md << "\n";
+  }
+  md << "\nPer draw (accuracy, seconds):\n\n";
   for (auto it = results["cells"].begin(); it != results["cells"].end(); ++it) {
     md << "- `" << it.key() << "`:";
     for (size_t i = 0; i < it.value()["accuracy"].size(); ++i)
       md << " " << fixed(it.value()["accuracy"][i].get<double>()) << " (" << fixed(it.value()["seconds"][i].get<double>(), 0)
          << " s)";
     md << "\n";
+  }
+  // Accuracy during training (--eval-every), mean over the draws that recorded it.
+  bool has_curves = false;
+  for (auto it = results["cells"].begin(); it != results["cells"].end(); ++it) has_curves = has_curves || it.value().contains("curves");
+  if (has_curves) {
+    md << "\nTest accuracy during training (mean over draws; recorded only, not used to choose anything):\n\n";
+    for (auto it = results["cells"].begin(); it != results["cells"].end(); ++it) {
+      if (!it.value().contains("curves")) continue;
+      const auto& curves = it.value()["curves"];
+      md << "- `" << it.key() << "`, step: accuracy";
+      for (size_t k = 0; k < curves[0].size(); ++k) {
+        double sum = 0;
+        size_t count = 0;
+        for (const auto& c : curves)
+          if (k < c.size()) sum += c[k][1].get<double>(), ++count;
+        md << (k == 0 ? " " : ", ") << curves[0][k][0].get<int64_t>() << ": " << fixed(sum / static_cast<double>(count));
+      }
+      md << "\n";
+    }
   }
   md << "\nTeacher (causal task): seed " << results["teacher"]["seed"] << ", label noise " << results["teacher"]["noise"]
      << ", class counts in the training split " << results["teacher"]["train_class_counts"].dump()
@@ -135,7 +191,12 @@ int run(const StudyOptions& o) {
     const auto k = later["config"]["first_draw"].get<size_t>();
     for (auto it = later["cells"].begin(); it != later["cells"].end(); ++it) {
       auto& cell = results["cells"][it.key()];
-      for (const char* field : {"accuracy", "seconds"}) {
+      for (const char* field : {"accuracy", "seconds", "curves"}) {
+        // Accuracy curves (--eval-every) merge only when both processes recorded them.
+        if (std::string(field) == "curves" && (!cell.contains(field) || !it.value().contains(field))) {
+          cell.erase(field);
+          continue;
+        }
         auto kept = cell.contains(field) ? cell[field] : nlohmann::json::array();
         if (kept.size() < k)
           throw ValueError(cat("--merge: '", o.out, "' has only ", kept.size(), " draws of ", it.key(), ", fewer than ", k));
@@ -170,6 +231,13 @@ int run(const StudyOptions& o) {
   data::DigitDataset ds(table, data::DatasetOptions().seed(o.seed));
   auto take = [&](data::Split split, int64_t limit) {
     auto rows = ds.rows(split);
+    if (o.handwritten_only) {
+      auto all = ds.gather(torch::tensor(rows, torch::kLong));
+      std::vector<int64_t> kept;
+      for (size_t i = 0; i < rows.size(); ++i)
+        if (all.handwritten[static_cast<int64_t>(i)].item<float>() > 0.5f) kept.push_back(rows[i]);
+      rows = kept;
+    }
     if (limit > 0 && limit < static_cast<int64_t>(rows.size())) {
       data::shuffle_rows(rows, o.seed, 77);
       rows.resize(static_cast<size_t>(limit));
@@ -178,12 +246,29 @@ int run(const StudyOptions& o) {
   };
   auto train_batch = take(data::Split::Train, o.train_limit);
   auto test_batch = take(data::Split::Test, o.test_limit);
-  const auto describe = cat("Images: the bundled MNIST + typed digits, stratified split (seed ", o.seed, "): ",
-                            train_batch.size(), " training images (labelled subset + unlabelled pool) and ", test_batch.size(),
-                            " held-out test images", o.quick ? " (--quick: reduced)" : "", ".");
+  // The teacher is calibrated on the whole training split, so --validation does not change it.
+  Teacher teacher(o.teacher_seed, o.noise, train_batch.images);
+  if (o.validation > 0) {
+    if (o.validation >= train_batch.size())
+      throw ValueError(cat("--validation ", o.validation, " must be below the ", train_batch.size(), " training images"));
+    std::vector<int64_t> order(static_cast<size_t>(train_batch.size()));
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    data::shuffle_rows(order, o.seed, 91);
+    auto held = torch::tensor(std::vector<int64_t>(order.end() - o.validation, order.end()), torch::kLong);
+    auto kept = torch::tensor(std::vector<int64_t>(order.begin(), order.end() - o.validation), torch::kLong);
+    auto part = [](const data::Batch& b, const torch::Tensor& rows) {
+      return data::Batch{b.images.index_select(0, rows), b.labels.index_select(0, rows), b.handwritten.index_select(0, rows)};
+    };
+    test_batch = part(train_batch, held);
+    train_batch = part(train_batch, kept);
+  }
+  const auto describe =
+      cat("Images: the bundled ", o.handwritten_only ? "MNIST digits only (--handwritten-only)" : "MNIST + typed digits", ", stratified split (seed ", o.seed, "): ", train_batch.size(),
+          " training images (labelled subset + unlabelled pool) and ", test_batch.size(),
+          o.validation > 0 ? " validation images held out of the training split (the test split is not used)" : " held-out test images",
+          o.quick ? " (--quick: reduced)" : "", ".");
   std::cout << describe << std::endl;
 
-  Teacher teacher(o.teacher_seed, o.noise, train_batch.images);
   auto causal_train = teacher.labels(train_batch.images), causal_test = teacher.labels(test_batch.images);
   const double agreement = causal_train.eq(train_batch.labels).to(torch::kDouble).mean().item<double>();
   auto counts = torch::bincount(causal_train, {}, kClasses);
@@ -193,7 +278,7 @@ int run(const StudyOptions& o) {
   results["config"] = {{"budgets", o.budgets}, {"draws", o.draws}, {"steps", o.steps}, {"unlabelled_batch", o.unlabelled_batch},
                        {"labelled_batch", o.labelled_batch}, {"lr", o.lr}, {"alpha", o.alpha}, {"z_dim", o.z_dim},
                        {"hidden_dim", o.hidden_dim}, {"seed", o.seed}, {"quick", o.quick}, {"threads", o.threads},
-                       {"first_draw", o.first_draw}};
+                       {"first_draw", o.first_draw}, {"validation", o.validation}, {"schedule", o.schedule}, {"tasks", o.tasks}, {"methods", o.methods}};
   results["data"] = {{"description", describe}, {"train", train_batch.size()}, {"test", test_batch.size()}};
   results["teacher"] = {{"seed", o.teacher_seed},
                         {"noise", o.noise},
@@ -205,7 +290,7 @@ int run(const StudyOptions& o) {
 
   M2Options m2;
   m2.z_dim(o.z_dim).hidden_dim(o.hidden_dim).aux_weight(o.alpha);
-  const int64_t total_runs = 2 * static_cast<int64_t>(o.budgets.size()) * (o.draws - o.first_draw) * 2;
+  const int64_t total_runs = static_cast<int64_t>(o.tasks.size() * o.budgets.size() * o.methods.size()) * (o.draws - o.first_draw);
   viz::ProgressBar bar(viz::ProgressOptions().epochs(total_runs).steps_per_epoch(o.steps).label("study 1").every_percent(25));
   int64_t run_index = 0;
   // Draws outermost: should a run be cut short, every (task, method, budget) cell has the
@@ -213,11 +298,15 @@ int run(const StudyOptions& o) {
   for (int64_t draw = o.first_draw; draw < o.draws; ++draw) {
     for (int64_t budget : o.budgets) {
       for (Task task : {Task::anti_causal, Task::causal}) {
+        if (std::find(o.tasks.begin(), o.tasks.end(), to_string(task)) == o.tasks.end()) continue;
         const auto& train_labels = task == Task::anti_causal ? train_batch.labels : causal_train;
         const auto& test_labels = task == Task::anti_causal ? test_batch.labels : causal_test;
         auto data = draw_labelled_subset(train_batch.images, train_labels, budget,
                                          o.seed * 1000003 + static_cast<uint64_t>(budget) * 101 + static_cast<uint64_t>(draw));
         for (Method method : {Method::m2, Method::labels_only}) {
+          if (std::find(o.methods.begin(), o.methods.end(), to_string(method)) == o.methods.end()) continue;
+          const std::string key = to_string(task) + "/" + to_string(method) + "/" + std::to_string(budget);
+          nlohmann::json curve = nlohmann::json::array();
           const auto t0 = std::chrono::steady_clock::now();
           bar.start_epoch(++run_index);
           auto trained = train(method, data, m2,
@@ -226,15 +315,23 @@ int run(const StudyOptions& o) {
                                    .unlabelled_batch(o.unlabelled_batch)
                                    .labelled_batch(o.labelled_batch)
                                    .lr(o.lr)
-                                   .seed(o.seed + 17 * static_cast<uint64_t>(draw) + 1),
-                               [&](int64_t step, double loss) { bar.update(step, loss); });
+                                   .seed(o.seed + 17 * static_cast<uint64_t>(draw) + 1)
+                                   .checkpoint_every(o.eval_every)
+                                   .schedule(schedule_from_string(o.schedule)),
+                               [&](int64_t step, double loss) { bar.update(step, loss); },
+                               [&](int64_t step, M2& model) {
+                                 const double a = accuracy(model, test_batch.images, test_labels);
+                                 curve.push_back({step, a});
+                                 std::cout << "  " << key << " draw " << draw + 1 << " step " << step << ": accuracy " << fixed(a)
+                                           << std::endl;
+                               });
           bar.finish_epoch();
           const double acc = accuracy(trained, test_batch.images, test_labels);
           const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          const std::string key = to_string(task) + "/" + to_string(method) + "/" + std::to_string(budget);
           auto& cell = results["cells"][key];
           cell["accuracy"].push_back(acc);
           cell["seconds"].push_back(seconds);
+          if (!curve.empty()) cell["curves"].push_back(curve);
           auto ci = interval95(cell["accuracy"].get<std::vector<double>>());
           cell["mean"] = ci.mean;
           cell["low"] = ci.low;
@@ -282,6 +379,16 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "LibTorch threads (0: LibTorch's default)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--train-limit", o.train_limit, "use this many training images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--test-limit", o.test_limit, "use this many test images (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--validation", o.validation,
+                 "for tuning: hold this many training images out and report accuracy on them, not on the test split")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--handwritten-only", o.handwritten_only, "a diagnostic: use only the MNIST images of the data set, not the typed digits");
+  app.add_option("--schedule", o.schedule, "M2's steps: joint (labelled + unlabelled in each, scaled) or alternating (Pyro's)")
+      ->check(CLI::IsMember({"joint", "alternating"}))
+      ->capture_default_str();
+  app.add_option("--eval-every", o.eval_every, "also print and record accuracy every this many steps")->check(CLI::NonNegativeNumber);
+  app.add_option("--tasks", o.tasks, "tasks to run")->check(CLI::IsMember({"anti-causal", "causal"}))->capture_default_str();
+  app.add_option("--methods", o.methods, "methods to run")->check(CLI::IsMember({"M2", "labels-only"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (o.quick) {
     // Each unset option takes its quick value.

@@ -15,6 +15,12 @@ namespace ember::semi_supervised {
 
 std::string to_string(Task t) { return t == Task::anti_causal ? "anti-causal" : "causal"; }
 std::string to_string(Method m) { return m == Method::m2 ? "M2" : "labels-only"; }
+std::string to_string(Schedule s) { return s == Schedule::joint ? "joint" : "alternating"; }
+Schedule schedule_from_string(const std::string& s) {
+  if (s == "joint") return Schedule::joint;
+  if (s == "alternating") return Schedule::alternating;
+  throw ValueError(cat("unknown training schedule '", s, "' (expected joint or alternating)"));
+}
 
 // ------------------------------------------------------------------ networks
 
@@ -83,6 +89,12 @@ void check_minibatch(const Minibatch& b) {
 
 bool has(const torch::Tensor& t) { return t.defined() && t.size(0) > 0; }
 
+// q(y | x) from the classifier's logits. Validation off: Ember validates the probabilities
+// derived from the logits against the simplex (torch checks only the logits it was given), and
+// once the classifier is confident (logits of tens) float32 rounding of exp(logits - logsumexp)
+// exceeds the simplex tolerance; a real NaN still stops training at the loss check in train().
+dist::OneHotCategorical labels_given(const torch::Tensor& logits) { return dist::OneHotCategorical(dist::Logits{logits}, /*validate_args=*/false); }
+
 }  // namespace
 
 void M2::model(const Minibatch& b) {
@@ -108,7 +120,7 @@ void M2::model(const Minibatch& b) {
     if (options_.aux_weight() > 0) {
       // Pyro's auxiliary loss: the classifier's log-likelihood of the observed labels, weighted.
       auto weight = scale(options_.aux_weight());
-      sample("l.y_aux", dist::OneHotCategorical(dist::Logits{classifier_->forward(b.labelled)}), b.labels);
+      sample("l.y_aux", labels_given(classifier_->forward(b.labelled)), b.labels);
     }
   }
 }
@@ -119,7 +131,7 @@ void M2::guide(const Minibatch& b) {
   module("classifier", classifier_);
   if (has(b.unlabelled)) {
     auto data = plate("unlabelled", b.unlabelled_total, PlateOptions().subsample(b.unlabelled_index));
-    auto y = sample("u.y", dist::OneHotCategorical(dist::Logits{classifier_->forward(b.unlabelled)}));
+    auto y = sample("u.y", labels_given(classifier_->forward(b.unlabelled)));
     auto [loc, sd] = encoder_z_->forward(b.unlabelled, y);
     sample("u.z", dist::Normal(loc, sd).to_event(1));
   }
@@ -140,7 +152,7 @@ void M2::classifier_model(const Minibatch& b) {
   if (!has(b.labelled)) throw ValueError("labels-only classifier: the minibatch has no labelled images");
   module("classifier", classifier_);
   auto data = plate("labelled", b.labelled_total, PlateOptions().subsample(b.labelled_index));
-  sample("l.y_aux", dist::OneHotCategorical(dist::Logits{classifier_->forward(b.labelled)}), b.labels);
+  sample("l.y_aux", labels_given(classifier_->forward(b.labelled)), b.labels);
 }
 
 torch::Tensor M2::predict(const torch::Tensor& images) {
@@ -262,14 +274,17 @@ TrainingData draw_labelled_subset(const torch::Tensor& images, const torch::Tens
 }
 
 M2 train(Method method, const TrainingData& data, const M2Options& m2_options, const TrainOptions& o,
-         const std::function<void(int64_t, double)>& on_step) {
+         const std::function<void(int64_t, double)>& on_step, const std::function<void(int64_t, M2&)>& on_checkpoint) {
+  if (o.checkpoint_every() < 0) throw ValueError(cat("training options: checkpoint_every must be >= 0, got ", o.checkpoint_every()));
   if (o.steps() < 1 || o.unlabelled_batch() < 1 || o.labelled_batch() < 1 || !(o.lr() > 0))
     throw ValueError(cat("training options: steps, batch sizes and lr must be positive (steps ", o.steps(), ", batches ",
                          o.unlabelled_batch(), "/", o.labelled_batch(), ", lr ", o.lr(), ")"));
   clear_param_store();
   torch::manual_seed(o.seed());
   const auto device = data.images.device();
-  M2 m2(m2_options, device, data.images.scalar_type());
+  const bool alternating = method == Method::m2 && o.schedule() == Schedule::alternating;
+  // Alternating: the classifier term gets its own step (below), so the ELBO steps' model leaves it out.
+  M2 m2(alternating ? M2Options(m2_options).aux_weight(0) : m2_options, device, data.images.scalar_type());
   const int64_t n_labelled = data.labelled.size(0), n_unlabelled = data.unlabelled.size(0);
   const int64_t labelled_batch = std::min(o.labelled_batch(), n_labelled);
   const int64_t unlabelled_batch = std::min(o.unlabelled_batch(), n_unlabelled);
@@ -288,14 +303,16 @@ M2 train(Method method, const TrainingData& data, const M2Options& m2_options, c
     all.resize(static_cast<size_t>(size));
     return torch::tensor(all, torch::kLong);
   };
-  auto minibatch = [&](bool with_unlabelled) {
+  auto minibatch = [&](bool with_labelled, bool with_unlabelled) {
     Minibatch b;
-    b.labelled_total = n_labelled;
-    b.labelled_index = draw(n_labelled, labelled_batch);
-    auto rows = data.labelled.index_select(0, b.labelled_index).to(device);
-    b.labelled = data.images.index_select(0, rows);
-    b.labels = one_hot.index_select(0, rows);
-    b.labelled_index = b.labelled_index.to(device);
+    if (with_labelled) {
+      b.labelled_total = n_labelled;
+      b.labelled_index = draw(n_labelled, labelled_batch);
+      auto rows = data.labelled.index_select(0, b.labelled_index).to(device);
+      b.labelled = data.images.index_select(0, rows);
+      b.labels = one_hot.index_select(0, rows);
+      b.labelled_index = b.labelled_index.to(device);
+    }
     if (with_unlabelled) {
       b.unlabelled_total = n_unlabelled;
       b.unlabelled_index = draw(n_unlabelled, unlabelled_batch);
@@ -304,27 +321,67 @@ M2 train(Method method, const TrainingData& data, const M2Options& m2_options, c
     }
     return b;
   };
+  // Pyro's plates without a size: the loss is the plain sum over the minibatch.
+  auto unscaled = [&](Minibatch b) {
+    if (b.labelled.defined()) {
+      b.labelled_total = b.labelled.size(0);
+      b.labelled_index = torch::arange(b.labelled_total, torch::TensorOptions().dtype(torch::kLong).device(device));
+    }
+    if (b.unlabelled.defined()) {
+      b.unlabelled_total = b.unlabelled.size(0);
+      b.unlabelled_index = torch::arange(b.unlabelled_total, torch::TensorOptions().dtype(torch::kLong).device(device));
+    }
+    return b;
+  };
 
   auto check = [&](double loss, int64_t step) {
     if (!std::isfinite(loss))
       throw RuntimeError(cat(to_string(method), " training: the loss is ", loss, " at step ", step, "; lower the learning rate"));
     if (on_step) on_step(step, loss / static_cast<double>(images_per_step_total));
+    if (on_checkpoint && o.checkpoint_every() > 0 && step % o.checkpoint_every() == 0) on_checkpoint(step, m2);
   };
   infer::Adam adam(infer::AdamOptions().lr(o.lr()));
-  if (method == Method::m2) {
+  if (method == Method::m2 && !alternating) {
     auto model = [&m2](const Minibatch& b) { m2.model(b); };
     auto guide = [&m2](const Minibatch& b) { m2.training_guide(b); };
     infer::SVI svi(model, guide, adam, infer::TraceEnum_ELBO(infer::ELBOOptions().max_plate_nesting(1)));
     for (int64_t step = 1; step <= o.steps(); ++step) {
-      auto b = minibatch(true);
+      auto b = minibatch(true, true);
       check(svi.step(b), step);
+    }
+  } else if (method == Method::m2) {
+    auto model = [&m2](const Minibatch& b) { m2.model(b); };
+    auto guide = [&m2](const Minibatch& b) { m2.training_guide(b); };
+    infer::SVI svi(model, guide, adam, infer::TraceEnum_ELBO(infer::ELBOOptions().max_plate_nesting(1)));
+    const double alpha = m2_options.aux_weight();
+    auto aux_model = [&m2, alpha](const Minibatch& b) {
+      auto weight = scale(alpha);
+      m2.classifier_model(b);
+    };
+    infer::SVI aux_svi(aux_model, [](const Minibatch&) {}, adam, infer::Trace_ELBO());
+    // One labelled minibatch every `period` minibatches: a pass over the labelled images takes as
+    // many steps as a pass over the unlabelled ones (Pyro's periodic_interval_batches).
+    const int64_t labelled_per_pass = (n_labelled + labelled_batch - 1) / labelled_batch;
+    const int64_t unlabelled_per_pass = std::max<int64_t>(1, n_unlabelled / unlabelled_batch);
+    const int64_t period = std::max<int64_t>(2, (unlabelled_per_pass + labelled_per_pass) / labelled_per_pass);
+    for (int64_t step = 1; step <= o.steps(); ++step) {
+      if (step % period == 1) {
+        auto b = unscaled(minibatch(true, false));
+        double loss = svi.step(b);
+        if (alpha > 0) loss += aux_svi.step(b);
+        // Per image of this minibatch, reported on the whole set's scale like the joint schedule's.
+        check(loss / static_cast<double>(b.labelled.size(0)) * static_cast<double>(images_per_step_total), step);
+      } else {
+        auto b = unscaled(minibatch(false, true));
+        check(svi.step(b) / static_cast<double>(b.unlabelled.size(0)) * static_cast<double>(images_per_step_total), step);
+      }
     }
   } else {
     auto model = [&m2](const Minibatch& b) { m2.classifier_model(b); };
     auto guide = [](const Minibatch&) {};
     infer::SVI svi(model, guide, adam, infer::Trace_ELBO());
     for (int64_t step = 1; step <= o.steps(); ++step) {
-      auto b = minibatch(false);
+      auto b = minibatch(true, false);
       check(svi.step(b), step);
     }
   }

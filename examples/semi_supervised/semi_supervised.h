@@ -158,6 +158,23 @@ struct TrainingData {
 /// if the budget is not a multiple of 10 or a class has too few images.
 TrainingData draw_labelled_subset(const torch::Tensor& images, const torch::Tensor& labels, int64_t budget, uint64_t seed);
 
+/// How M2's training steps use the labelled and the unlabelled images. Both optimise the same
+/// objective in expectation; they differ in what each Adam step sees.
+enum class Schedule {
+  /// Every step: one unlabelled and one labelled minibatch in one loss, each plate scaled up to
+  /// its whole set (an unbiased estimate of the whole objective at every step).
+  joint,
+  /// As Pyro's SS-VAE example: a step on an unlabelled minibatch, or, interleaved so that one
+  /// pass over the labelled images takes as many steps as one over the unlabelled ones, a step
+  /// on a labelled minibatch followed by a second step on the same minibatch for the
+  /// alpha-weighted classifier term; each loss is the plain sum over its minibatch (no plate
+  /// scaling), and both kinds of step share one Adam state.
+  alternating
+};
+std::string to_string(Schedule s);
+/// "joint" or "alternating"; throws ValueError otherwise.
+Schedule schedule_from_string(const std::string& s);
+
 /// Settings of one training run.
 struct TrainOptions {
   TORCH_ARG(int64_t, steps) = 1000;
@@ -166,6 +183,12 @@ struct TrainOptions {
   TORCH_ARG(int64_t, labelled_batch) = 100;
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(uint64_t, seed) = 0;
+  /// M2's schedule (the labels-only classifier always takes labelled minibatches). With
+  /// `alternating`, `steps` counts minibatches: unlabelled and labelled ones.
+  TORCH_ARG(Schedule, schedule) = Schedule::joint;
+  /// Call train()'s on_checkpoint every this many steps (0: never), to follow accuracy
+  /// during training.
+  TORCH_ARG(int64_t, checkpoint_every) = 0;
 };
 
 /// Which learner a run trains.
@@ -179,9 +202,11 @@ std::string to_string(Method m);
 
 /// Trains `method` on `data` in the current param store (cleared first) and returns the
 /// trained M2 (for labels_only only its classifier is trained). `on_step(step, loss per
-/// image)` is called after each step. Throws ember::Error naming the step on a non-finite loss.
+/// image)` is called after each step, `on_checkpoint(step, model)` every
+/// options.checkpoint_every() steps. Throws ember::Error naming the step on a non-finite loss.
 M2 train(Method method, const TrainingData& data, const M2Options& m2, const TrainOptions& options,
-         const std::function<void(int64_t, double)>& on_step = {});
+         const std::function<void(int64_t, double)>& on_step = {},
+         const std::function<void(int64_t, M2&)>& on_checkpoint = {});
 
 /// Share of `images` whose predicted class equals `labels`.
 double accuracy(M2& m2, const torch::Tensor& images, const torch::Tensor& labels);
