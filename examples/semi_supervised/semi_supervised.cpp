@@ -89,11 +89,8 @@ void check_minibatch(const Minibatch& b) {
 
 bool has(const torch::Tensor& t) { return t.defined() && t.size(0) > 0; }
 
-// q(y | x) from the classifier's logits. Validation off: Ember validates the probabilities
-// derived from the logits against the simplex (torch checks only the logits it was given), and
-// once the classifier is confident (logits of tens) float32 rounding of exp(logits - logsumexp)
-// exceeds the simplex tolerance; a real NaN still stops training at the loss check in train().
-dist::OneHotCategorical labels_given(const torch::Tensor& logits) { return dist::OneHotCategorical(dist::Logits{logits}, /*validate_args=*/false); }
+// q(y | x) from the classifier's logits (validated as any distribution: the logits it is given).
+dist::OneHotCategorical labels_given(const torch::Tensor& logits) { return dist::OneHotCategorical(dist::Logits{logits}); }
 
 }  // namespace
 
