@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <typeinfo>
 
 #include "distributions/shape.h"
 
@@ -36,20 +37,68 @@ double bound(double b, torch::ScalarType dtype) { return dtype == torch::kFloat 
 constexpr int64_t kSmall = 64;  // larger tensors are faster through the vectorised kernels
 }  // namespace
 
+namespace {
+// Every element satisfies `pred`: no early exit, so the compiler can vectorise the loop.
+template <class T, class Pred>
+bool all_of(const T* x, int64_t n, Pred pred) {
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) ok &= pred(x[i]);
+  return ok;
+}
+
+// The built-in elementwise constraints over a whole contiguous array, with the bounds cast to
+// the array's dtype once (as `check` compares); nullopt for other constraint types (matched
+// exactly: a user type deriving from these may redefine `check`).
+template <class T>
+std::optional<bool> all_in(const Constraint& c, const T* x, int64_t n) {
+  const auto& type = typeid(c);
+  if (type == typeid(Real)) return all_of(x, n, [](T v) { return v == v; });
+  if (type == typeid(GreaterThan)) {
+    const auto& g = static_cast<const GreaterThan&>(c);
+    const T lo = static_cast<T>(g.lower);
+    if (g.strict) return all_of(x, n, [lo](T v) { return v > lo; });
+    return all_of(x, n, [lo](T v) { return v >= lo; });
+  }
+  if (type == typeid(LessThan)) {
+    const T hi = static_cast<T>(static_cast<const LessThan&>(c).upper);
+    return all_of(x, n, [hi](T v) { return v < hi; });
+  }
+  if (type == typeid(Interval)) {
+    const auto& iv = static_cast<const Interval&>(c);
+    const T lo = static_cast<T>(iv.lower), hi = static_cast<T>(iv.upper);
+    if (!iv.lower_open && !iv.upper_open) return all_of(x, n, [lo, hi](T v) { return (v >= lo) & (v <= hi); });
+    return all_of(x, n, [lo, hi, lo_open = iv.lower_open, hi_open = iv.upper_open](T v) {
+      return (lo_open ? v > lo : v >= lo) & (hi_open ? v < hi : v <= hi);
+    });
+  }
+  if (type == typeid(IntegerInterval)) {
+    const auto& ii = static_cast<const IntegerInterval&>(c);
+    const T lo = static_cast<T>(ii.lower), hi = static_cast<T>(ii.upper);
+    // As is_integral: finite and whole; then the bounds (+-inf when unbounded).
+    return all_of(x, n, [lo, hi](T v) { return std::isfinite(v) & (v == std::floor(v)) & (v >= lo) & (v <= hi); });
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 bool all_satisfied(const Constraint& c, const torch::Tensor& v) {
   const auto dtype = v.scalar_type();
-  if (v.device().is_cpu() && v.numel() <= kSmall && (dtype == torch::kFloat || dtype == torch::kDouble) &&
-      c.event_dim() == 0 && v.is_contiguous() && !v.is_conj() && c.contains(0.0, dtype).has_value()) {
+  if (v.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble) && c.event_dim() == 0 &&
+      v.is_contiguous() && !v.is_conj()) {
     const int64_t n = v.numel();
-    bool ok = true;
-    if (dtype == torch::kFloat) {
-      const float* x = v.data_ptr<float>();
-      for (int64_t i = 0; ok && i < n; ++i) ok = *c.contains(x[i], dtype);
-    } else {
-      const double* x = v.data_ptr<double>();
-      for (int64_t i = 0; ok && i < n; ++i) ok = *c.contains(x[i], dtype);
+    const auto bulk = dtype == torch::kFloat ? all_in(c, v.data_ptr<float>(), n) : all_in(c, v.data_ptr<double>(), n);
+    if (bulk) return *bulk;
+    if (n <= kSmall && c.contains(0.0, dtype).has_value()) {
+      bool ok = true;
+      if (dtype == torch::kFloat) {
+        const float* x = v.data_ptr<float>();
+        for (int64_t i = 0; ok && i < n; ++i) ok = *c.contains(x[i], dtype);
+      } else {
+        const double* x = v.data_ptr<double>();
+        for (int64_t i = 0; ok && i < n; ++i) ok = *c.contains(x[i], dtype);
+      }
+      return ok;
     }
-    return ok;
   }
   return c.check(v.detach()).all().item<bool>();
 }

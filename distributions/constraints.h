@@ -34,8 +34,9 @@ class Constraint {
   virtual std::optional<bool> contains(double x, torch::ScalarType dtype) const { return std::nullopt; }
 };
 
-/// `c.check(v).all()`: whether every element of `v` satisfies `c`. Small contiguous CPU
-/// float/double tensors are decided in plain C++ (through `contains`) when `c` allows,
+/// `c.check(v).all()`: whether every element of `v` satisfies `c`. Contiguous CPU
+/// float/double tensors are decided in plain C++ when `c` allows (the built-in real, interval
+/// and bound constraints at any size, other elementwise ones through `contains` when small),
 /// with no tensor op and no allocation.
 bool all_satisfied(const Constraint& c, const torch::Tensor& v);
 

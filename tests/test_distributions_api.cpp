@@ -882,7 +882,7 @@ TEST_CASE("fused Bernoulli(logits) log_prob equals binary_cross_entropy_with_log
                         Bernoulli(Logits{x}).log_prob(torch::tensor({0.0, 1.0, 1.0}, torch::kDouble)), 0, 0));
 }
 
-TEST_CASE("all_satisfied agrees with check().all() on small tensors, at the bounds and on NaN and inf") {
+TEST_CASE("all_satisfied agrees with check().all() on small and large tensors, at the bounds and on NaN and inf") {
   const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
   std::vector<constraints::ConstraintPtr> cs = {constraints::real(), constraints::positive(), constraints::nonnegative(),
                                                 constraints::unit_interval(), constraints::interval(0.0, 0.1),
@@ -898,4 +898,31 @@ TEST_CASE("all_satisfied agrees with check().all() on small tensors, at the boun
         auto row = torch::tensor({0.5, x}, torch::TensorOptions().dtype(dtype));
         CHECK(constraints::all_satisfied(*c, row) == c->check(row).all().item<bool>());
       }
+  // Large tensors (the bulk loops): 1001 elements that satisfy the constraint but one, also
+  // with open bounds and integer intervals.
+  cs.push_back(std::make_shared<constraints::Interval>(0.0, 0.1, true, false));
+  cs.push_back(std::make_shared<constraints::Interval>(0.0, 0.1, false, true));
+  cs.push_back(std::make_shared<constraints::IntegerInterval>(0.0, 5.0));
+  cs.push_back(std::make_shared<constraints::IntegerInterval>(0.0, inf));
+  cs.push_back(std::make_shared<constraints::GreaterThan>(-1.0, false));
+  for (const auto& c : cs)
+    for (auto dtype : {torch::kFloat, torch::kDouble}) {
+      const auto o = torch::TensorOptions().dtype(dtype);
+      double base = nan;
+      for (double b : {0.05, 0.0, 1.0, 3.0, -2.0})
+        if (c->check(torch::tensor(b, o)).item<bool>()) {
+          base = b;
+          break;
+        }
+      REQUIRE(!std::isnan(base));
+      auto all_good = torch::full({1001}, base, o);
+      CHECK(constraints::all_satisfied(*c, all_good));
+      for (double x : values) {
+        CAPTURE(c->name());
+        CAPTURE(x);
+        auto t = all_good.clone();
+        t[537] = x;
+        CHECK(constraints::all_satisfied(*c, t) == c->check(t).all().item<bool>());
+      }
+    }
 }
