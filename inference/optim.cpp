@@ -166,10 +166,7 @@ void Optimizer::attach_state(const std::string& key, const std::shared_ptr<Attac
 
 void Optimizer::load_state_entries(const std::vector<ArchiveEntry>& entries, const nlohmann::json& meta,
                                    const std::string& source) {
-  const std::string algo = meta.value("algorithm", std::string());
-  if (algo != name())
-    throw ValueError(cat("'", source, "': the optimiser state was saved by ", algo.empty() ? "an unknown optimiser" : algo,
-                         " but this SVI uses ", name()));
+  check_state_meta(meta, source);  // the algorithm and any attached state, before anything changes
   std::map<std::string, State> loaded;
   for (const auto& e : entries) {
     if (e.name.rfind(cat("optim", kSep), 0) != 0) continue;
@@ -185,7 +182,6 @@ void Optimizer::load_state_entries(const std::vector<ArchiveEntry>& entries, con
     }
   }
   // Attached states (a scheduler's counters): a checkpoint without one leaves it as it is.
-  check_state_meta(meta, source);
   if (auto attached = meta.find("attached"); attached != meta.end())
     for (const auto& [key, weak] : attached_)
       if (auto state = weak.lock(); state && attached->contains(key)) state->load(attached->at(key));

@@ -33,76 +33,22 @@ void copy_weights(ss::M2& from, ss::M2& to) {
   copy(*from.decoder(), *to.decoder());
 }
 
-double normal_log_density(const torch::Tensor& x, const torch::Tensor& loc, const torch::Tensor& scale) {
-  return (-0.5 * ((x - loc) / scale).pow(2) - scale.log() - 0.5 * std::log(2 * M_PI)).sum().item<double>();
-}
-
-}  // namespace
-
-TEST_CASE("M2: enumerating y inside the data plate equals the explicit sum over the 10 classes") {
-  clear_param_store();
-  torch::manual_seed(3);
-  ss::M2 m2(ss::M2Options().z_dim(3).hidden_dim(8), torch::kCPU, torch::kDouble);
-  const int64_t n = 4;
+// n unlabelled test images as a minibatch of the whole (n-image) unlabelled set.
+ss::Minibatch unlabelled_minibatch(int64_t n, uint64_t seed) {
   ss::Minibatch b;
-  b.unlabelled = test_images(n, 11);
+  b.unlabelled = test_images(n, seed);
   b.unlabelled_index = torch::arange(n);
   b.unlabelled_total = n;
-  auto model = [&m2](const ss::Minibatch& mb) { m2.model(mb); };
-  auto guide = [&m2](const ss::Minibatch& mb) { m2.training_guide(mb); };
-  infer::TraceEnum_ELBO elbo(infer::ELBOOptions().max_plate_nesting(1));
-  // The guide's only random draw is z's noise for every (class, image): fix it by the seed.
-  torch::manual_seed(123);
-  const double loss = elbo.loss(model, guide, b);
-  torch::manual_seed(123);
-  auto eps = torch::randn({ss::kClasses, n, 3}, torch::kDouble);
-
-  // Explicit: sum_b sum_c q(c | x_b) [log p(x_b | c, z) + log p(c) + log p(z) - log q(z | x_b, c) - log q(c | x_b)].
-  torch::NoGradGuard no_grad;
-  const auto& x = b.unlabelled;
-  auto log_q = torch::log_softmax(m2.classifier()->forward(x), -1);
-  double expected_elbo = 0;
-  for (int64_t c = 0; c < ss::kClasses; ++c) {
-    auto y = torch::zeros({n, ss::kClasses}, torch::kDouble);
-    y.select(1, c).fill_(1.0);
-    auto [loc, sd] = m2.encoder_z()->forward(x, y);
-    auto z = loc + sd * eps[c];
-    auto p = m2.decoder()->forward(z, y);
-    for (int64_t i = 0; i < n; ++i) {
-      const double log_px = (x[i] * p[i].log() + (1 - x[i]) * (1 - p[i]).log()).sum().item<double>();
-      const double log_pz = normal_log_density(z[i], torch::zeros_like(z[i]), torch::ones_like(z[i]));
-      const double log_qz = normal_log_density(z[i], loc[i], sd[i]);
-      const double lq = log_q[i][c].item<double>();
-      expected_elbo += std::exp(lq) * (log_px + std::log(0.1) + log_pz - log_qz - lq);
-    }
-  }
-  CHECK(loss == doctest::Approx(-expected_elbo).epsilon(1e-10));
+  return b;
 }
 
-TEST_CASE("M2: the enumerated loss's gradient on q(y | x) equals the explicit sum's") {
-  // The loss value alone does not show that q(y | x)'s probabilities are differentiated as
-  // weights of the exact expectation; compare gradients on the classifier's parameters.
-  clear_param_store();
-  torch::manual_seed(5);
-  ss::M2 m2(ss::M2Options().z_dim(3).hidden_dim(8), torch::kCPU, torch::kDouble);
-  const int64_t n = 4;
-  ss::Minibatch b;
-  b.unlabelled = test_images(n, 13);
-  b.unlabelled_index = torch::arange(n);
-  b.unlabelled_total = n;
-  auto model = [&m2](const ss::Minibatch& mb) { m2.model(mb); };
-  auto guide = [&m2](const ss::Minibatch& mb) { m2.training_guide(mb); };
-  infer::TraceEnum_ELBO elbo(infer::ELBOOptions().max_plate_nesting(1));
-  auto params = m2.classifier()->parameters();
-  torch::manual_seed(321);
-  auto surrogate = elbo.differentiable_loss(model, guide, b);
-  auto enumerated = torch::autograd::grad({surrogate}, params);
-  torch::manual_seed(321);
-  auto eps = torch::randn({ss::kClasses, n, 3}, torch::kDouble);
-
-  const auto& x = b.unlabelled;
+// The negative ELBO of unlabelled images x with y summed out by hand, written independently of
+// TraceEnum_ELBO: -sum_b sum_c q(c | x_b) [log p(x_b | c, z) + log p(c) + log p(z) - log q(z | x_b, c)
+// - log q(c | x_b)], with z = loc + sd * eps[c] (eps: [classes, n, z_dim]); differentiable.
+torch::Tensor explicit_enumerated_loss(ss::M2& m2, const torch::Tensor& x, const torch::Tensor& eps) {
+  const int64_t n = x.size(0);
   auto log_q = torch::log_softmax(m2.classifier()->forward(x), -1);
-  auto explicit_loss = torch::zeros({}, torch::kDouble);
+  auto loss = torch::zeros({}, torch::kDouble);
   for (int64_t c = 0; c < ss::kClasses; ++c) {
     auto y = torch::zeros({n, ss::kClasses}, torch::kDouble);
     y.select(1, c).fill_(1.0);
@@ -113,8 +59,50 @@ TEST_CASE("M2: the enumerated loss's gradient on q(y | x) equals the explicit su
     auto log_pz = (-0.5 * z.pow(2) - 0.5 * std::log(2 * M_PI)).sum(-1);
     auto log_qz = (-0.5 * ((z - loc) / sd).pow(2) - sd.log() - 0.5 * std::log(2 * M_PI)).sum(-1);
     auto lq = log_q.select(1, c);
-    explicit_loss = explicit_loss - (lq.exp() * (log_px + std::log(0.1) + log_pz - log_qz - lq)).sum();
+    loss = loss - (lq.exp() * (log_px + std::log(0.1) + log_pz - log_qz - lq)).sum();
   }
+  return loss;
+}
+
+}  // namespace
+
+TEST_CASE("M2: enumerating y inside the data plate equals the explicit sum over the 10 classes") {
+  clear_param_store();
+  torch::manual_seed(3);
+  ss::M2 m2(ss::M2Options().z_dim(3).hidden_dim(8), torch::kCPU, torch::kDouble);
+  const int64_t n = 4;
+  auto b = unlabelled_minibatch(n, 11);
+  auto model = [&m2](const ss::Minibatch& mb) { m2.model(mb); };
+  auto guide = [&m2](const ss::Minibatch& mb) { m2.training_guide(mb); };
+  infer::TraceEnum_ELBO elbo(infer::ELBOOptions().max_plate_nesting(1));
+  // The guide's only random draw is z's noise for every (class, image): fix it by the seed.
+  torch::manual_seed(123);
+  const double loss = elbo.loss(model, guide, b);
+  torch::manual_seed(123);
+  auto eps = torch::randn({ss::kClasses, n, 3}, torch::kDouble);
+  torch::NoGradGuard no_grad;
+  CHECK(loss == doctest::Approx(explicit_enumerated_loss(m2, b.unlabelled, eps).item<double>()).epsilon(1e-10));
+}
+
+TEST_CASE("M2: the enumerated loss's gradient on q(y | x) equals the explicit sum's") {
+  // The loss value alone does not show that q(y | x)'s probabilities are differentiated as
+  // weights of the exact expectation; compare gradients on the classifier's parameters.
+  clear_param_store();
+  torch::manual_seed(5);
+  ss::M2 m2(ss::M2Options().z_dim(3).hidden_dim(8), torch::kCPU, torch::kDouble);
+  const int64_t n = 4;
+  auto b = unlabelled_minibatch(n, 13);
+  auto model = [&m2](const ss::Minibatch& mb) { m2.model(mb); };
+  auto guide = [&m2](const ss::Minibatch& mb) { m2.training_guide(mb); };
+  infer::TraceEnum_ELBO elbo(infer::ELBOOptions().max_plate_nesting(1));
+  auto params = m2.classifier()->parameters();
+  torch::manual_seed(321);
+  auto surrogate = elbo.differentiable_loss(model, guide, b);
+  auto enumerated = torch::autograd::grad({surrogate}, params);
+  torch::manual_seed(321);
+  auto eps = torch::randn({ss::kClasses, n, 3}, torch::kDouble);
+
+  auto explicit_loss = explicit_enumerated_loss(m2, b.unlabelled, eps);
   auto expected = torch::autograd::grad({explicit_loss}, params);
   REQUIRE(enumerated.size() == expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {
